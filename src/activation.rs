@@ -1,0 +1,243 @@
+//! Activations: ReLU, softmax and log-softmax, forward and backward side by side.
+//!
+//! Every function here works on a batch of rows, `&[[f32; N]]`, of any length, and runs the
+//! same lane kernels that the models use inside training, so a row gives bit for bit what it
+//! gives inside a model.
+//!
+//! # Gradients
+//! ReLU: `y = max(x, 0)`, so `dL/dx = dL/dy` where `y > 0` and `0` elsewhere. The derivative
+//! at exactly `x = 0` is taken as `0`, TensorFlow's convention. Computing the mask from the
+//! *output* `y` (what the forward pass keeps) gives the same answer as from `x`.
+//!
+//! Softmax: `p_i = e^{z_i} / sum_j e^{z_j}`, so `dp_i/dz_j = p_i (delta_ij - p_j)` and
+//!
+//! ```text
+//! dL/dz_j = p_j (dL/dp_j - sum_i p_i dL/dp_i)
+//! ```
+//!
+//! Log-softmax: `l_i = z_i - log sum_j e^{z_j}`, so `dl_i/dz_j = delta_ij - p_j` and
+//!
+//! ```text
+//! dL/dz_j = dL/dl_j - p_j sum_i dL/dl_i
+//! ```
+//!
+//! Both shift by the row maximum first: `e^{z - max}` never overflows, and the row's largest
+//! term is exactly 1, so the sum is at least 1 and its logarithm is finite.
+//!
+//! # NaN and infinity
+//! ReLU keeps NaN (`relu(NaN) = NaN`) rather than turning it into 0, so a NaN cannot vanish
+//! on its way to the loss; `relu(+inf) = +inf`, `relu(-inf) = 0`. Softmax of a row with a NaN
+//! is NaN in every entry; a row with `+inf` gives NaN (`inf - inf`); `-inf` entries get
+//! probability 0 as long as one entry is finite.
+
+use crate::error::{Error, same_len};
+use crate::lanes::{self, LANES, Lane};
+
+/// `y = max(x, 0)` for each element of each row (NaN stays NaN).
+///
+/// # Errors
+/// [`Error::LengthMismatch`] if `y` has another length than `x`.
+///
+/// # Examples
+/// ```
+/// let mut y = [[0.0; 3]];
+/// fusedprop::relu(&[[-1.0, 0.0, 2.5]], &mut y).unwrap();
+/// assert_eq!(y, [[0.0, 0.0, 2.5]]);
+/// ```
+pub fn relu<const N: usize>(x: &[[f32; N]], y: &mut [[f32; N]]) -> Result<(), Error> {
+    same_len("outputs", x.len(), y.len())?;
+    let mut l = [lanes::zero(); N];
+    for (xs, ys) in x.chunks(LANES).zip(y.chunks_mut(LANES)) {
+        lanes::load_rows(xs, &mut l);
+        relu_block(&mut l);
+        lanes::store_rows(&l, ys);
+    }
+    Ok(())
+}
+
+/// `dx = dy` where `y > 0`, else `0`, from ReLU's output `y`.
+///
+/// # Errors
+/// [`Error::LengthMismatch`] if `dy` or `dx` has another length than `y`.
+///
+/// # Examples
+/// ```
+/// let mut dx = [[9.0; 3]];
+/// fusedprop::relu_backward(&[[0.0, 0.0, 2.5]], &[[1.0, 2.0, 3.0]], &mut dx).unwrap();
+/// assert_eq!(dx, [[0.0, 0.0, 3.0]]);
+/// ```
+pub fn relu_backward<const N: usize>(
+    y: &[[f32; N]],
+    dy: &[[f32; N]],
+    dx: &mut [[f32; N]],
+) -> Result<(), Error> {
+    same_len("output gradients", y.len(), dy.len())?;
+    same_len("input gradients", y.len(), dx.len())?;
+    let mut yl = [lanes::zero(); N];
+    let mut dl = [lanes::zero(); N];
+    for ((ys, dys), dxs) in y
+        .chunks(LANES)
+        .zip(dy.chunks(LANES))
+        .zip(dx.chunks_mut(LANES))
+    {
+        lanes::load_rows(ys, &mut yl);
+        lanes::load_rows(dys, &mut dl);
+        for (d, &yv) in dl.iter_mut().zip(&yl) {
+            *d = lanes::relu_mask(yv, *d);
+        }
+        lanes::store_rows(&dl, dxs);
+    }
+    Ok(())
+}
+
+/// Numerically stable softmax of each row.
+///
+/// # Errors
+/// [`Error::LengthMismatch`] if `p` has another length than `z`.
+///
+/// # Examples
+/// ```
+/// let mut p = [[0.0; 2]];
+/// fusedprop::softmax(&[[1e30, -1e30]], &mut p).unwrap();
+/// assert_eq!(p, [[1.0, 0.0]]);
+/// ```
+pub fn softmax<const N: usize>(z: &[[f32; N]], p: &mut [[f32; N]]) -> Result<(), Error> {
+    same_len("outputs", z.len(), p.len())?;
+    let mut l = [lanes::zero(); N];
+    for (zs, ps) in z.chunks(LANES).zip(p.chunks_mut(LANES)) {
+        lanes::load_rows(zs, &mut l);
+        let s = exp_shifted_block(&mut l);
+        for v in &mut l {
+            *v = lanes::div(*v, s);
+        }
+        lanes::store_rows(&l, ps);
+    }
+    Ok(())
+}
+
+/// `dz_j = p_j (dp_j - sum_i p_i dp_i)`: softmax's backward from its output `p` and the
+/// upstream gradient `dp`.
+///
+/// # Errors
+/// [`Error::LengthMismatch`] if `dp` or `dz` has another length than `p`.
+pub fn softmax_backward<const N: usize>(
+    p: &[[f32; N]],
+    dp: &[[f32; N]],
+    dz: &mut [[f32; N]],
+) -> Result<(), Error> {
+    same_len("output gradients", p.len(), dp.len())?;
+    same_len("input gradients", p.len(), dz.len())?;
+    let mut pl = [lanes::zero(); N];
+    let mut dl = [lanes::zero(); N];
+    for ((ps, dps), dzs) in p
+        .chunks(LANES)
+        .zip(dp.chunks(LANES))
+        .zip(dz.chunks_mut(LANES))
+    {
+        lanes::load_rows(ps, &mut pl);
+        lanes::load_rows(dps, &mut dl);
+        let mut dot = lanes::zero();
+        for (&pv, &dv) in pl.iter().zip(&dl) {
+            dot = lanes::fma(pv, dv, dot);
+        }
+        for (d, &pv) in dl.iter_mut().zip(&pl) {
+            *d = pv * (*d - dot);
+        }
+        lanes::store_rows(&dl, dzs);
+    }
+    Ok(())
+}
+
+/// `l = z - max(z) - ln(sum e^(z - max(z)))` for each row: the logarithm of the softmax,
+/// accurate where the softmax itself would round to 0.
+///
+/// # Errors
+/// [`Error::LengthMismatch`] if `l` has another length than `z`.
+///
+/// # Examples
+/// ```
+/// let mut l = [[0.0; 2]];
+/// fusedprop::log_softmax(&[[0.0, 0.0]], &mut l).unwrap();
+/// assert!((l[0][0] + core::f32::consts::LN_2).abs() < 1e-7);
+/// ```
+pub fn log_softmax<const N: usize>(z: &[[f32; N]], l: &mut [[f32; N]]) -> Result<(), Error> {
+    same_len("outputs", z.len(), l.len())?;
+    let mut zl = [lanes::zero(); N];
+    for (zs, ls) in z.chunks(LANES).zip(l.chunks_mut(LANES)) {
+        lanes::load_rows(zs, &mut zl);
+        let m = row_max(&zl);
+        let mut s = lanes::zero();
+        for &v in &zl {
+            s += lanes::exp(v - m);
+        }
+        let log_s = lanes::ln(s);
+        for v in &mut zl {
+            *v = (*v - m) - log_s;
+        }
+        lanes::store_rows(&zl, ls);
+    }
+    Ok(())
+}
+
+/// `dz_j = dl_j - p_j sum_i dl_i`: log-softmax's backward from its output `l`
+/// (`p = e^l`) and the upstream gradient `dl`.
+///
+/// # Errors
+/// [`Error::LengthMismatch`] if `dl` or `dz` has another length than `l`.
+pub fn log_softmax_backward<const N: usize>(
+    l: &[[f32; N]],
+    dl: &[[f32; N]],
+    dz: &mut [[f32; N]],
+) -> Result<(), Error> {
+    same_len("output gradients", l.len(), dl.len())?;
+    same_len("input gradients", l.len(), dz.len())?;
+    let mut ll = [lanes::zero(); N];
+    let mut dd = [lanes::zero(); N];
+    for ((ls, dls), dzs) in l
+        .chunks(LANES)
+        .zip(dl.chunks(LANES))
+        .zip(dz.chunks_mut(LANES))
+    {
+        lanes::load_rows(ls, &mut ll);
+        lanes::load_rows(dls, &mut dd);
+        let mut total = lanes::zero();
+        for &d in &dd {
+            total += d;
+        }
+        for (d, &lv) in dd.iter_mut().zip(&ll) {
+            *d = lanes::fnma(lanes::exp(lv), total, *d);
+        }
+        lanes::store_rows(&dd, dzs);
+    }
+    Ok(())
+}
+
+/// ReLU in place on a block.
+#[inline(always)]
+pub(crate) fn relu_block<const N: usize>(x: &mut [Lane; N]) {
+    for v in x {
+        *v = lanes::relu(*v);
+    }
+}
+
+/// The maximum over a row, lane-wise (one row per sample); NaN propagates.
+#[inline(always)]
+pub(crate) fn row_max<const N: usize>(z: &[Lane; N]) -> Lane {
+    let mut m = lanes::splat(f32::NEG_INFINITY);
+    for &v in z {
+        m = lanes::max_keep_nan(v, m);
+    }
+    m
+}
+
+/// Replaces `z` by `e^(z - max z)` and returns the row sums `sum_j e^(z_j - max z)`.
+#[inline(always)]
+pub(crate) fn exp_shifted_block<const N: usize>(z: &mut [Lane; N]) -> Lane {
+    let m = row_max(z);
+    let mut s = lanes::zero();
+    for v in z.iter_mut() {
+        *v = lanes::exp(*v - m);
+        s += *v;
+    }
+    s
+}

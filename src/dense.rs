@@ -1,0 +1,536 @@
+//! Dense (fully connected) layers: `y = W x + b`, its gradients, and the fused SGD update.
+//!
+//! # Layout
+//! `W` is row-major `[[f32; I]; O]`: one row per output neuron, `W[j][k]` the weight from
+//! input `k` to output `j`. That is PyTorch's `nn.Linear.weight` (`[out][in]`) and the
+//! transpose of a Keras `Dense` kernel (`[inputs][outputs]`): see [`Dense::from_keras`].
+//!
+//! # Gradients
+//! For one sample with `y_j = b_j + sum_k W_jk x_k` and an upstream gradient `dy_j = dL/dy_j`:
+//!
+//! ```text
+//! dL/dW_jk = dy_j * x_k          (summed over the samples of the batch)
+//! dL/db_j  = dy_j                (summed over the samples)
+//! dL/dx_k  = sum_j W_jk * dy_j   (per sample: the input gradient, W^T dy)
+//! ```
+//!
+//! The batch mean is not taken here: the loss kernels already scale `dy` by `1/N`
+//! ([`softmax_cross_entropy_backward`](crate::loss::softmax_cross_entropy_backward)), so the
+//! sums above are the gradients of the mean loss.
+//!
+//! # The fused update
+//! [`Dense::backward_sgd`] applies `W -= lr * dL/dW` in the same pass that finishes each
+//! weight's gradient: the sum over samples of a group of sixteen weights is reduced, and the
+//! reduced value goes straight into the weight it belongs to, never into a gradient buffer
+//! that a second sweep would read.
+
+use crate::error::{Error, check_rows, same_len};
+use crate::lanes::{self, LANES, Lane};
+use crate::optim::Sgd;
+use crate::rng::{SplitMix64, glorot_limit};
+
+/// A dense layer from `I` inputs to `O` outputs: weights `[[f32; I]; O]` and biases `[f32; O]`.
+///
+/// # Examples
+/// ```
+/// use fusedprop::Dense;
+/// let layer = Dense::<2, 1>::from_weights([[1.0, -2.0]], [0.5]).unwrap();
+/// let mut y = [0.0];
+/// layer.forward(&[3.0, 1.0], &mut y);
+/// assert_eq!(y, [1.5]); // 1*3 - 2*1 + 0.5
+/// ```
+#[derive(Clone, PartialEq)]
+pub struct Dense<const I: usize, const O: usize> {
+    w: [[f32; I]; O],
+    b: [f32; O],
+}
+
+/// The gradients of a [`Dense`] layer's parameters, in the layer's layout.
+#[derive(Clone, PartialEq, Debug)]
+pub struct DenseGrads<const I: usize, const O: usize> {
+    /// `dL/dW`, `[[f32; I]; O]` like the weights.
+    pub w: [[f32; I]; O],
+    /// `dL/db`.
+    pub b: [f32; O],
+}
+
+impl<const I: usize, const O: usize> DenseGrads<I, O> {
+    /// All zero; usable in a `static` and for in-place construction.
+    pub const ZERO: Self = Self {
+        w: [[0.0; I]; O],
+        b: [0.0; O],
+    };
+}
+
+impl<const I: usize, const O: usize> Default for DenseGrads<I, O> {
+    fn default() -> Self {
+        Self::ZERO
+    }
+}
+
+/// Whether a kernel overwrites its output or adds to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accumulate {
+    /// The output is written without being read.
+    Overwrite,
+    /// The result is added to what the output holds.
+    Add,
+}
+
+impl<const I: usize, const O: usize> core::fmt::Debug for Dense<I, O> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Dense")
+            .field("inputs", &I)
+            .field("outputs", &O)
+            .field("w", &self.w)
+            .field("b", &self.b)
+            .finish()
+    }
+}
+
+impl<const I: usize, const O: usize> Default for Dense<I, O> {
+    fn default() -> Self {
+        Self::ZERO
+    }
+}
+
+impl<const I: usize, const O: usize> Dense<I, O> {
+    /// A layer with all weights and biases zero. A `const`, so a layer (or a model built from
+    /// layers) can live in a `static` or be written in place by [`Dense::init_glorot`].
+    pub const ZERO: Self = Self {
+        w: [[0.0; I]; O],
+        b: [0.0; O],
+    };
+
+    /// Number of trainable parameters, `I * O + O`.
+    pub const PARAMS: usize = I * O + O;
+
+    /// Glorot-uniform weights (Keras's default for `Dense`): uniform in
+    /// `±sqrt(6 / (I + O))`, biases zero, drawn from `rng` row by row. The same seed gives
+    /// the same weights on every target.
+    #[must_use]
+    pub fn glorot(rng: &mut SplitMix64) -> Self {
+        let mut layer = Self::ZERO;
+        layer.init_glorot(rng);
+        layer
+    }
+
+    /// [`Dense::glorot`] in place, for layers too large to move by value.
+    pub fn init_glorot(&mut self, rng: &mut SplitMix64) {
+        let limit = glorot_limit(I, O);
+        for row in &mut self.w {
+            for w in row {
+                *w = rng.uniform(limit);
+            }
+        }
+        self.b = [0.0; O];
+    }
+
+    /// A layer from weights in this crate's layout (`[[f32; I]; O]`, PyTorch's `[out][in]`).
+    ///
+    /// # Errors
+    /// [`Error::NonFinite`] (`what: "weight"`, index in `w` then `b` order, row-major) if a
+    /// weight or bias is NaN or infinite.
+    pub fn from_weights(w: [[f32; I]; O], b: [f32; O]) -> Result<Self, Error> {
+        let layer = Self { w, b };
+        layer.check_finite(0)?;
+        Ok(layer)
+    }
+
+    /// A layer from a Keras `Dense` kernel, `[inputs][outputs]` (`layer.get_weights()[0]`),
+    /// and its bias.
+    ///
+    /// # Errors
+    /// As [`Dense::from_weights`].
+    pub fn from_keras(kernel: &[[f32; O]; I], b: [f32; O]) -> Result<Self, Error> {
+        let mut layer = Self {
+            w: [[0.0; I]; O],
+            b,
+        };
+        for (k, row) in kernel.iter().enumerate() {
+            for (j, &v) in row.iter().enumerate() {
+                layer.w[j][k] = v;
+            }
+        }
+        layer.check_finite(0)?;
+        Ok(layer)
+    }
+
+    /// The weights, `[[f32; I]; O]`.
+    #[must_use]
+    #[inline]
+    pub fn weights(&self) -> &[[f32; I]; O] {
+        &self.w
+    }
+
+    /// The biases.
+    #[must_use]
+    #[inline]
+    pub fn bias(&self) -> &[f32; O] {
+        &self.b
+    }
+
+    /// The weights as a Keras kernel, `[inputs][outputs]`.
+    #[must_use]
+    pub fn keras_kernel(&self) -> [[f32; O]; I] {
+        let mut k = [[0.0; O]; I];
+        for (j, row) in self.w.iter().enumerate() {
+            for (i, &v) in row.iter().enumerate() {
+                k[i][j] = v;
+            }
+        }
+        k
+    }
+
+    /// Checks every parameter is finite; `offset` is added to the index in the error.
+    pub(crate) fn check_finite(&self, offset: usize) -> Result<(), Error> {
+        let flat = self.w.iter().flatten().chain(self.b.iter());
+        for (i, v) in flat.enumerate() {
+            if !v.is_finite() {
+                return Err(Error::NonFinite {
+                    what: "weight",
+                    index: Some(offset + i),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The largest `|w|` and `|b|` of the layer.
+    pub(crate) fn max_abs(&self) -> f32 {
+        let flat = self.w.iter().flatten().chain(self.b.iter());
+        flat.fold(0.0f32, |m, v| m.max(v.abs()))
+    }
+
+    /// `y = W x + b` for one sample.
+    ///
+    /// Runs the same block kernel as the batch functions, so one sample gives bit for bit
+    /// what it would give inside a batch.
+    #[inline]
+    pub fn forward(&self, x: &[f32; I], y: &mut [f32; O]) {
+        let mut xl = [lanes::zero(); I];
+        let mut yl = [lanes::zero(); O];
+        lanes::load_rows(core::slice::from_ref(x), &mut xl);
+        self.forward_block(&xl, &mut yl);
+        lanes::store_rows(&yl, core::slice::from_mut(y));
+    }
+
+    /// `y[s] = W x[s] + b` for every sample `s` of a batch of any length.
+    ///
+    /// # Errors
+    /// [`Error::LengthMismatch`] if `y.len() != x.len()`.
+    pub fn forward_batch(&self, x: &[[f32; I]], y: &mut [[f32; O]]) -> Result<(), Error> {
+        same_len("outputs", x.len(), y.len())?;
+        let mut xl = [lanes::zero(); I];
+        let mut yl = [lanes::zero(); O];
+        for (xs, ys) in x.chunks(LANES).zip(y.chunks_mut(LANES)) {
+            lanes::load_rows(xs, &mut xl);
+            self.forward_block(&xl, &mut yl);
+            lanes::store_rows(&yl, ys);
+        }
+        Ok(())
+    }
+
+    /// Gradients of a batch: `dL/dW` and `dL/db` into `grads` (overwritten or added to, as
+    /// `mode` says), and `dL/dx` into `dx` if given. `dy[s]` is `dL/dy` for sample `s`
+    /// (already scaled by `1/N` for a mean loss).
+    ///
+    /// # Errors
+    /// [`Error::EmptyBatch`] for an empty batch; [`Error::LengthMismatch`] if `dy` or `dx`
+    /// has another length than `x`. On error nothing is written.
+    pub fn backward(
+        &self,
+        x: &[[f32; I]],
+        dy: &[[f32; O]],
+        grads: &mut DenseGrads<I, O>,
+        mode: Accumulate,
+        mut dx: Option<&mut [[f32; I]]>,
+    ) -> Result<(), Error> {
+        if x.is_empty() {
+            return Err(Error::EmptyBatch);
+        }
+        same_len("output gradients", x.len(), dy.len())?;
+        if let Some(dx) = dx.as_deref() {
+            same_len("input gradients", x.len(), dx.len())?;
+        }
+        let mut xl = [[lanes::zero(); I]; 1];
+        let mut dyl = [[lanes::zero(); O]; 1];
+        let mut dxl = [lanes::zero(); I];
+        for (block, (xs, dys)) in x.chunks(LANES).zip(dy.chunks(LANES)).enumerate() {
+            lanes::load_rows(xs, &mut xl[0]);
+            lanes::load_rows(dys, &mut dyl[0]);
+            if let Some(dx) = dx.as_deref_mut() {
+                self.backward_input_block(&dyl[0], &mut dxl);
+                let start = block * LANES;
+                lanes::store_rows(&dxl, &mut dx[start..start + xs.len()]);
+            }
+            let sink = if block == 0 && mode == Accumulate::Overwrite {
+                Sink::Store(grads)
+            } else {
+                Sink::Add(grads)
+            };
+            param_grads_tile(&xl, &dyl, sink);
+        }
+        Ok(())
+    }
+
+    /// One SGD step on this layer from a batch: the gradients of [`Dense::backward`] are
+    /// applied as `W -= lr * dL/dW`, `b -= lr * dL/db` in the pass that completes them. `dx`
+    /// (if given) receives `dL/dx` computed with the weights *before* the update, as the
+    /// layer below needs. `scratch` holds the partial sums of batches longer than sixteen
+    /// samples; its contents on return are unspecified.
+    ///
+    /// # Errors
+    /// As [`Dense::backward`], and [`Error::NonFinite`] if an input or output gradient is not
+    /// finite, or if the gradient could overflow `f32` (`what: "gradient"`). On error the
+    /// layer is unchanged.
+    pub fn backward_sgd(
+        &mut self,
+        x: &[[f32; I]],
+        dy: &[[f32; O]],
+        mut dx: Option<&mut [[f32; I]]>,
+        sgd: &Sgd,
+        scratch: &mut DenseGrads<I, O>,
+    ) -> Result<(), Error> {
+        if x.is_empty() {
+            return Err(Error::EmptyBatch);
+        }
+        same_len("output gradients", x.len(), dy.len())?;
+        if let Some(dx) = dx.as_deref() {
+            same_len("input gradients", x.len(), dx.len())?;
+        }
+        check_rows("input", x)?;
+        check_rows("output gradient", dy)?;
+        // |dW_jk| <= sum_s |dy_sj| |x_sk|: bound it before touching a weight.
+        let mut bound = 0.0f64;
+        let mut max_x = 0.0f64;
+        for (xs, dys) in x.iter().zip(dy) {
+            max_x = xs.iter().fold(max_x, |m, v| m.max(f64::from(v.abs())));
+            bound += dys.iter().fold(0.0f64, |m, v| m.max(f64::from(v.abs())));
+        }
+        let grad_bound = bound * max_x.max(1.0);
+        if !update_is_safe(self.max_abs(), grad_bound, sgd.learning_rate()) {
+            return Err(Error::NonFinite {
+                what: "gradient",
+                index: None,
+            });
+        }
+        let blocks = x.len().div_ceil(LANES);
+        let mut xl = [[lanes::zero(); I]; 1];
+        let mut dyl = [[lanes::zero(); O]; 1];
+        let mut dxl = [lanes::zero(); I];
+        for (block, (xs, dys)) in x.chunks(LANES).zip(dy.chunks(LANES)).enumerate() {
+            lanes::load_rows(xs, &mut xl[0]);
+            lanes::load_rows(dys, &mut dyl[0]);
+            if let Some(dx) = dx.as_deref_mut() {
+                self.backward_input_block(&dyl[0], &mut dxl);
+                let start = block * LANES;
+                lanes::store_rows(&dxl, &mut dx[start..start + xs.len()]);
+            }
+            let sink = if block + 1 == blocks {
+                let prior = if blocks > 1 { Some(&*scratch) } else { None };
+                Sink::Sgd {
+                    w: &mut self.w,
+                    b: &mut self.b,
+                    lr: sgd.learning_rate(),
+                    prior,
+                }
+            } else if block == 0 {
+                Sink::Store(scratch)
+            } else {
+                Sink::Add(scratch)
+            };
+            param_grads_tile(&xl, &dyl, sink);
+        }
+        Ok(())
+    }
+
+    /// `z[j] = b[j] + sum_k W[j][k] x[k]` for one block of sixteen samples.
+    // PERF: outputs are produced four at a time so that four independent FMA chains hide the
+    // FMA latency (4 cycles on Zen 4) when `I` is long; each `x[k]` lane is loaded once per
+    // four outputs and each weight is a broadcast from memory.
+    #[inline]
+    pub(crate) fn forward_block(&self, x: &[Lane; I], z: &mut [Lane; O]) {
+        let mut j = 0;
+        while j + 4 <= O {
+            let (w0, w1, w2, w3) = (&self.w[j], &self.w[j + 1], &self.w[j + 2], &self.w[j + 3]);
+            let mut a0 = lanes::splat(self.b[j]);
+            let mut a1 = lanes::splat(self.b[j + 1]);
+            let mut a2 = lanes::splat(self.b[j + 2]);
+            let mut a3 = lanes::splat(self.b[j + 3]);
+            for (k, &xk) in x.iter().enumerate() {
+                a0 = lanes::fma(lanes::splat(w0[k]), xk, a0);
+                a1 = lanes::fma(lanes::splat(w1[k]), xk, a1);
+                a2 = lanes::fma(lanes::splat(w2[k]), xk, a2);
+                a3 = lanes::fma(lanes::splat(w3[k]), xk, a3);
+            }
+            z[j] = a0;
+            z[j + 1] = a1;
+            z[j + 2] = a2;
+            z[j + 3] = a3;
+            j += 4;
+        }
+        while j < O {
+            let wj = &self.w[j];
+            let mut a = lanes::splat(self.b[j]);
+            for (k, &xk) in x.iter().enumerate() {
+                a = lanes::fma(lanes::splat(wj[k]), xk, a);
+            }
+            z[j] = a;
+            j += 1;
+        }
+    }
+
+    /// `dx[k] = sum_j W[j][k] dz[j]` for one block of samples.
+    // PERF: four inputs at a time, for four independent FMA chains over `j`.
+    #[inline]
+    pub(crate) fn backward_input_block(&self, dz: &[Lane; O], dx: &mut [Lane; I]) {
+        let mut k = 0;
+        while k + 4 <= I {
+            let mut a0 = lanes::zero();
+            let mut a1 = lanes::zero();
+            let mut a2 = lanes::zero();
+            let mut a3 = lanes::zero();
+            for (wj, &d) in self.w.iter().zip(dz) {
+                a0 = lanes::fma(lanes::splat(wj[k]), d, a0);
+                a1 = lanes::fma(lanes::splat(wj[k + 1]), d, a1);
+                a2 = lanes::fma(lanes::splat(wj[k + 2]), d, a2);
+                a3 = lanes::fma(lanes::splat(wj[k + 3]), d, a3);
+            }
+            dx[k] = a0;
+            dx[k + 1] = a1;
+            dx[k + 2] = a2;
+            dx[k + 3] = a3;
+            k += 4;
+        }
+        while k < I {
+            let mut a = lanes::zero();
+            for (wj, &d) in self.w.iter().zip(dz) {
+                a = lanes::fma(lanes::splat(wj[k]), d, a);
+            }
+            dx[k] = a;
+            k += 1;
+        }
+    }
+
+    /// Mutable access for the crate's own fused updates.
+    pub(crate) fn params_mut(&mut self) -> (&mut [[f32; I]; O], &mut [f32; O]) {
+        (&mut self.w, &mut self.b)
+    }
+}
+
+/// `true` if `|w| + lr * g_bound` stays well inside `f32` for every weight, so that an update
+/// with gradients bounded by `g_bound` cannot produce a non-finite weight. The margin (1/16 of
+/// `f32::MAX`) covers the rounding of sums of up to millions of terms.
+pub(crate) fn update_is_safe(max_w: f32, grad_bound: f64, lr: f32) -> bool {
+    let limit = f64::from(f32::MAX) / 16.0;
+    let grad_ok = grad_bound.is_finite() && grad_bound < limit;
+    let step = f64::from(lr) * grad_bound;
+    grad_ok && (f64::from(max_w) + step) < limit
+}
+
+/// Where the reduced parameter gradients of a tile go.
+pub(crate) enum Sink<'a, const I: usize, const O: usize> {
+    /// `g = partial`.
+    Store(&'a mut DenseGrads<I, O>),
+    /// `g += partial`.
+    Add(&'a mut DenseGrads<I, O>),
+    /// `w -= lr * (prior + partial)`: the fused SGD update.
+    Sgd {
+        w: &'a mut [[f32; I]; O],
+        b: &'a mut [f32; O],
+        lr: f32,
+        prior: Option<&'a DenseGrads<I, O>>,
+    },
+}
+
+impl<const I: usize, const O: usize> Sink<'_, I, O> {
+    #[inline(always)]
+    fn weight(&mut self, j: usize, k: usize, g: f32) {
+        match self {
+            Sink::Store(d) => d.w[j][k] = g,
+            Sink::Add(d) => d.w[j][k] += g,
+            Sink::Sgd { w, lr, prior, .. } => {
+                let g = match prior {
+                    Some(p) => p.w[j][k] + g,
+                    None => g,
+                };
+                w[j][k] -= *lr * g;
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn bias(&mut self, j: usize, g: f32) {
+        match self {
+            Sink::Store(d) => d.b[j] = g,
+            Sink::Add(d) => d.b[j] += g,
+            Sink::Sgd { b, lr, prior, .. } => {
+                let g = match prior {
+                    Some(p) => p.b[j] + g,
+                    None => g,
+                };
+                b[j] -= *lr * g;
+            }
+        }
+    }
+}
+
+/// Parameter gradients of a tile of blocks, `dW[j][k] = sum over samples dz[j] x[k]` and
+/// `db[j] = sum over samples dz[j]`, each reduced once and handed to `sink`.
+///
+/// Padded samples of a partial block must have `dz == 0` (the loss kernels guarantee it), so
+/// they add nothing.
+// PERF: a 4x4 register tile of accumulators over (j, k): per block it loads 4 `dz` and 4 `x`
+// lanes for 16 FMAs. The sum over samples stays in registers across all blocks of the tile;
+// each accumulator is reduced horizontally once per tile, not once per block.
+pub(crate) fn param_grads_tile<const I: usize, const O: usize>(
+    x: &[[Lane; I]],
+    dz: &[[Lane; O]],
+    mut sink: Sink<'_, I, O>,
+) {
+    let mut j = 0;
+    while j < O {
+        let jn = (O - j).min(4);
+        let mut k = 0;
+        while k < I {
+            let kn = (I - k).min(4);
+            if jn == 4 && kn == 4 {
+                let mut acc = [[lanes::zero(); 4]; 4];
+                for (xb, db) in x.iter().zip(dz) {
+                    let xs = [xb[k], xb[k + 1], xb[k + 2], xb[k + 3]];
+                    for (jj, row) in acc.iter_mut().enumerate() {
+                        let d = db[j + jj];
+                        for (a, &xv) in row.iter_mut().zip(&xs) {
+                            *a = lanes::fma(d, xv, *a);
+                        }
+                    }
+                }
+                for (jj, row) in acc.iter().enumerate() {
+                    for (kk, a) in row.iter().enumerate() {
+                        sink.weight(j + jj, k + kk, lanes::sum(*a));
+                    }
+                }
+            } else {
+                for jj in 0..jn {
+                    for kk in 0..kn {
+                        let mut a = lanes::zero();
+                        for (xb, db) in x.iter().zip(dz) {
+                            a = lanes::fma(db[j + jj], xb[k + kk], a);
+                        }
+                        sink.weight(j + jj, k + kk, lanes::sum(a));
+                    }
+                }
+            }
+            k += 4;
+        }
+        j += 4;
+    }
+    for jj in 0..O {
+        let mut a = lanes::zero();
+        for db in dz {
+            a += db[jj];
+        }
+        sink.bias(jj, lanes::sum(a));
+    }
+}

@@ -1,0 +1,234 @@
+//! The only module that names `wide` types.
+//!
+//! A *lane* holds one value for each of [`LANES`] samples: the training kernels store a block
+//! of samples feature-major, `[Lane; I]`, so that feature `k` of sixteen samples sits in one
+//! register and every kernel above this module is a sequence of lane-wise FMAs, with no
+//! shuffles and no horizontal sums inside the sample loop (DESIGN.md, "Data layout").
+//!
+//! The lane is `f32x16` on every target. With AVX-512 it is one `zmm` register; with AVX2
+//! `wide` splits it into two `f32x8` halves, which is the two-way unrolling the FMA pipes want
+//! anyway; on a Cortex-M it is sixteen scalar floats. Keeping the block size the same on every
+//! target makes the summation order of every reduction the same on every target, so results
+//! differ between targets only by FMA contraction (see the crate docs, "Numerics").
+
+use wide::f32x16;
+
+/// Sixteen `f32` values, one per sample of a block.
+pub(crate) type Lane = f32x16;
+
+/// Samples in one block: the width of [`Lane`].
+pub(crate) const LANES: usize = 16;
+
+/// The SIMD instructions this build of `wide` uses for a [`Lane`], decided at compile time.
+pub(crate) const SIMD_LEVEL: &str = if cfg!(all(target_feature = "avx512f", target_feature = "fma"))
+{
+    "avx512+fma"
+} else if cfg!(target_feature = "avx512f") {
+    "avx512"
+} else if cfg!(all(target_feature = "avx2", target_feature = "fma")) {
+    "avx2+fma"
+} else if cfg!(target_feature = "avx") {
+    "avx"
+} else if cfg!(target_feature = "sse4.1") {
+    "sse4.1"
+} else if cfg!(target_feature = "sse2") {
+    "sse2"
+} else if cfg!(all(target_arch = "aarch64", target_feature = "neon")) {
+    "neon"
+} else if cfg!(all(target_arch = "wasm32", target_feature = "simd128")) {
+    "simd128"
+} else {
+    "scalar"
+};
+
+/// Whether this build fuses multiply and add in one rounding.
+pub(crate) const HAS_FMA: bool = cfg!(any(
+    target_feature = "fma",
+    all(target_arch = "aarch64", target_feature = "neon")
+));
+
+// PERF: every helper below is a single instruction (or a handful) on the hot path of every
+// kernel; `#[inline(always)]` keeps them from becoming calls in debug-assertion release builds
+// and across the crate's const-generic instantiations.
+
+/// All lanes zero.
+#[inline(always)]
+pub(crate) fn zero() -> Lane {
+    Lane::ZERO
+}
+
+/// All lanes `v`.
+#[inline(always)]
+pub(crate) fn splat(v: f32) -> Lane {
+    Lane::splat(v)
+}
+
+/// `a * b + c`, fused where the target has FMA.
+#[inline(always)]
+pub(crate) fn fma(a: Lane, b: Lane, c: Lane) -> Lane {
+    a.mul_add(b, c)
+}
+
+/// `c - a * b`, fused where the target has FMA.
+#[inline(always)]
+pub(crate) fn fnma(a: Lane, b: Lane, c: Lane) -> Lane {
+    a.mul_neg_add(b, c)
+}
+
+/// Lane-wise maximum. NaN in `a` is kept (used for the softmax shift, where a NaN logit must
+/// poison the row rather than vanish).
+#[inline(always)]
+pub(crate) fn max_keep_nan(a: Lane, b: Lane) -> Lane {
+    a.is_nan().select(a, a.max(b))
+}
+
+/// ReLU: `x` where `x > 0`, `+0` where `x <= 0`, NaN kept as NaN (crate docs, "NaN policy").
+#[inline(always)]
+pub(crate) fn relu(x: Lane) -> Lane {
+    let pos = x.simd_gt(zero()) | x.is_nan();
+    pos.select(x, zero())
+}
+
+/// `dy` where `y > 0`, else `0`: ReLU's backward from its output (derivative 0 at the kink).
+#[inline(always)]
+pub(crate) fn relu_mask(y: Lane, dy: Lane) -> Lane {
+    y.simd_gt(zero()).select(dy, zero())
+}
+
+/// `e^x`, lane-wise; the one `exp` every kernel uses.
+#[inline(always)]
+pub(crate) fn exp(x: Lane) -> Lane {
+    x.exp()
+}
+
+/// Natural logarithm, lane-wise; the one `ln` every kernel uses.
+#[inline(always)]
+pub(crate) fn ln(x: Lane) -> Lane {
+    x.ln()
+}
+
+/// `1 / x`, exactly rounded division (not the approximate reciprocal instruction).
+#[inline(always)]
+pub(crate) fn div(a: Lane, b: Lane) -> Lane {
+    a / b
+}
+
+/// Whether every lane is finite.
+#[inline(always)]
+pub(crate) fn all_finite(x: Lane) -> bool {
+    x.is_finite().all()
+}
+
+/// Lane-wise `|x|`.
+#[inline(always)]
+pub(crate) fn abs(x: Lane) -> Lane {
+    x.abs()
+}
+
+/// Lane-wise maximum of two values known to be free of NaN.
+#[inline(always)]
+pub(crate) fn max(a: Lane, b: Lane) -> Lane {
+    a.max(b)
+}
+
+/// The largest lane of `x` (NaN-free input).
+#[inline(always)]
+pub(crate) fn reduce_max(x: Lane) -> f32 {
+    let a = x.to_array();
+    let mut m = a[0];
+    for v in &a[1..] {
+        m = m.max(*v);
+    }
+    m
+}
+
+/// Sum of the sixteen lanes in one fixed order on every target: halves folded pairwise
+/// (`a[i] + a[i + 8]`, then `+ a[i + 4]`, ...). LLVM turns the folds into extract-and-add.
+#[inline(always)]
+pub(crate) fn sum(x: Lane) -> f32 {
+    let a = x.to_array();
+    let mut h = [0.0f32; 8];
+    for i in 0..8 {
+        h[i] = a[i] + a[i + 8];
+    }
+    let mut q = [0.0f32; 4];
+    for i in 0..4 {
+        q[i] = h[i] + h[i + 4];
+    }
+    (q[0] + q[2]) + (q[1] + q[3])
+}
+
+/// Lane `i` is `1.0` for `i < n` and `0.0` for the rest: the mask of the valid samples of a
+/// partial block.
+#[inline(always)]
+pub(crate) fn valid(n: usize) -> Lane {
+    let mut a = [0.0f32; LANES];
+    for v in a.iter_mut().take(n) {
+        *v = 1.0;
+    }
+    Lane::new(a)
+}
+
+/// Loads up to sixteen rows into feature-major lanes: `out[k]` lane `s` is `rows[s][k]`;
+/// lanes past `rows.len()` are zero.
+#[inline(always)]
+pub(crate) fn load_rows<const N: usize>(rows: &[[f32; N]], out: &mut [Lane; N]) {
+    debug_assert!(rows.len() <= LANES);
+    for (k, lane) in out.iter_mut().enumerate() {
+        let mut a = [0.0f32; LANES];
+        for (v, row) in a.iter_mut().zip(rows) {
+            *v = row[k];
+        }
+        *lane = Lane::new(a);
+    }
+}
+
+/// Stores feature-major lanes back to rows: `rows[s][k]` = lane `s` of `lanes[k]`, for the
+/// first `rows.len()` samples.
+#[inline(always)]
+pub(crate) fn store_rows<const N: usize>(lanes: &[Lane; N], rows: &mut [[f32; N]]) {
+    debug_assert!(rows.len() <= LANES);
+    for (k, lane) in lanes.iter().enumerate() {
+        let a = lane.to_array();
+        for (row, v) in rows.iter_mut().zip(a) {
+            row[k] = v;
+        }
+    }
+}
+
+/// The labels of a block as floats, `-1` in the lanes past `labels.len()`, so that
+/// [`class_mask`] never matches a padded sample.
+#[inline(always)]
+pub(crate) fn labels(labels: &[u32]) -> Lane {
+    let mut a = [-1.0f32; LANES];
+    for (v, &l) in a.iter_mut().zip(labels) {
+        // Labels are checked to be < O before any kernel runs, and O is far below 2^24, so
+        // the conversion is exact.
+        *v = l as f32;
+    }
+    Lane::new(a)
+}
+
+/// The mask (all ones where true) of the lanes whose label is `class`.
+#[inline(always)]
+pub(crate) fn class_mask(labels: Lane, class: usize) -> Lane {
+    labels.simd_eq(splat(class as f32))
+}
+
+/// `if mask { a } else { b }`, lane-wise, for a mask from a comparison.
+#[inline(always)]
+pub(crate) fn select(mask: Lane, a: Lane, b: Lane) -> Lane {
+    mask.select(a, b)
+}
+
+/// The mask of the lanes where `a > b`.
+#[inline(always)]
+pub(crate) fn gt(a: Lane, b: Lane) -> Lane {
+    a.simd_gt(b)
+}
+
+/// Index of the first lane (below `n`) that is not finite.
+#[inline]
+pub(crate) fn first_non_finite(x: Lane, n: usize) -> Option<usize> {
+    x.to_array().iter().take(n).position(|v| !v.is_finite())
+}

@@ -1,0 +1,103 @@
+//! # fusedprop
+//!
+//! Allocation-free, `no_std`, const-generic SIMD kernels for training and running small dense
+//! neural networks on the CPU, with the optimizer update fused into the backward pass.
+//!
+//! ```
+//! use fusedprop::{Mlp, Sgd, Workspace};
+//!
+//! let x = [[5.1, 3.5, 1.4, 0.2], [6.2, 2.9, 4.3, 1.3], [7.7, 3.0, 6.1, 2.3]];
+//! let y = [0, 1, 2];
+//! let mut model = Mlp::<4, 32, 3>::new(7); // Dense(32, relu) -> Dense(3, softmax)
+//! let mut ws = Workspace::new();
+//! let sgd = Sgd::new(0.01)?;
+//! for _ in 0..100 {
+//!     let loss = model.train_step(&x, &y, &sgd, &mut ws)?; // mean loss before the update
+//!     assert!(loss.is_finite());
+//! }
+//! let mut classes = [0u32; 3];
+//! model.predict(&x, &mut classes)?;
+//! # Ok::<(), fusedprop::Error>(())
+//! ```
+//!
+//! ## Layers of the crate
+//! - kernels, each usable alone: [`Dense`] (forward, backward, fused SGD), [`relu`],
+//!   [`softmax`], [`log_softmax`] and their backward functions,
+//!   [`sparse_categorical_cross_entropy`] and the fused
+//!   [`softmax_cross_entropy_backward`], [`Sgd`];
+//! - the model [`Mlp`], composed from those kernels, with its caller-owned [`Workspace`].
+//!
+//! Shapes are const generics: feeding a `[f32; 5]` sample to an `Mlp<4, _, _>` does not
+//! compile. Batch lengths are runtime slice lengths and are checked: every function that takes
+//! data returns a `Result` with an [`Error`] that names the problem and the sample, and never
+//! panics on input.
+//!
+//! ## Getting SIMD
+//! `wide` chooses its instructions when the crate is *compiled*, from the target features.
+//! A default x86-64 build has SSE2 only: no FMA, 4-wide lanes, about a third of this crate's
+//! speed on a modern CPU. This repository's `.cargo/config.toml` builds its own benches,
+//! tests and examples with `-C target-cpu=native`; an application that depends on fusedprop
+//! chooses for itself, for example with `RUSTFLAGS="-C target-cpu=native"` or
+//! `-C target-feature=+avx2,+fma`. [`SIMD_LEVEL`] says what a build got.
+//!
+//! ## Data layout
+//! Kernels vectorize over *samples*: sixteen samples are held feature-major, so feature `k`
+//! of all sixteen sits in one SIMD register, and the dense layers, ReLU, softmax and the loss
+//! are lane-wise FMAs with no shuffles, whatever the layer widths (3, 4 and 32 waste nothing).
+//! A batch whose length is not a multiple of sixteen is padded with zero samples whose
+//! gradients are masked to zero.
+//!
+//! ## Numerics
+//! - `f32` throughout; sums over a batch are accumulated per lane and reduced in one fixed
+//!   order, the same on every target. Results differ between targets only where one has FMA
+//!   and the other does not (one rounding instead of two); on one build they are
+//!   deterministic.
+//! - Softmax subtracts the row maximum, the loss uses log-sum-exp: finite for logits up to
+//!   `±1e30`.
+//! - ReLU's derivative at exactly 0 is 0 (TensorFlow's convention).
+//! - **NaN policy.** ReLU keeps NaN (`relu(NaN) = NaN`), so a NaN cannot hide on its way to
+//!   the loss; softmax of a row containing NaN is NaN. The model functions refuse non-finite
+//!   inputs with [`Error::NonFinite`], and a training step whose loss is not finite, or whose
+//!   gradient could overflow, is refused and leaves the weights bit for bit unchanged.
+//!
+//! ## Features
+//! - `std` (default): `std::error::Error` through `core::error::Error`, nothing else yet.
+//! - `rayon`: parallelism over samples (implies `std`).
+//!
+//! Without default features the crate is `#![no_std]` and never allocates; it builds for
+//! `thumbv7em-none-eabihf` and trains there.
+#![no_std]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+#[cfg(feature = "std")]
+extern crate std;
+
+pub mod activation;
+pub mod dense;
+mod error;
+mod lanes;
+pub mod loss;
+pub mod mlp;
+pub mod optim;
+pub mod rng;
+
+pub use activation::{
+    log_softmax, log_softmax_backward, relu, relu_backward, softmax, softmax_backward,
+};
+pub use dense::{Accumulate, Dense, DenseGrads};
+pub use error::Error;
+pub use loss::{softmax_cross_entropy_backward, sparse_categorical_cross_entropy};
+pub use mlp::{Gradients, Mlp, TILE_SAMPLES, Workspace};
+pub use optim::Sgd;
+
+/// The SIMD instruction set this build uses for its lanes, decided at compile time:
+/// `"avx512+fma"`, `"avx2+fma"`, `"avx"`, `"sse4.1"`, `"sse2"`, `"neon"`, `"simd128"` or
+/// `"scalar"`. Record it with every benchmark.
+pub const SIMD_LEVEL: &str = lanes::SIMD_LEVEL;
+
+/// Whether this build fuses multiply and add in one rounding (FMA).
+pub const HAS_FMA: bool = lanes::HAS_FMA;
+
+/// Samples processed together in one SIMD block (the lane count of the kernels).
+pub const BLOCK_SAMPLES: usize = lanes::LANES;

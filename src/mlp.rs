@@ -1,0 +1,780 @@
+//! `Mlp<I, H, O>`: Dense(I -> H, ReLU) -> Dense(H -> O, softmax), the network of the Keras
+//! Iris tutorial, composed from the crate's kernels.
+//!
+//! # The training step
+//! Samples are processed in tiles of up to [`TILE_SAMPLES`] (eight blocks of sixteen). For
+//! each tile:
+//!
+//! ```text
+//! forward   a = relu(W1 x + b1)          z = W2 a + b2
+//! loss      l_s = logsumexp(z_s) - z_{s,y_s}
+//! backward  dz = (softmax(z) - onehot(y)) / N
+//!           da = W2^T dz      dh = da * [a > 0]
+//!           dW2 = dz a^T  db2 = sum dz        dW1 = dh x^T  db1 = sum dh
+//! ```
+//!
+//! The parameter gradients of all tiles but the last are summed into the workspace; in the
+//! last tile each weight's gradient is completed, and immediately applied,
+//! `W -= lr * (sum of earlier tiles + this tile)`: the fused update, with no second sweep.
+//! `da` is computed before `W2` changes. For a batch of at most [`TILE_SAMPLES`] samples (the
+//! whole Iris training set) no gradient is ever stored.
+//!
+//! # Refusing a step
+//! Before the first weight is written the step knows the loss of every sample and the largest
+//! activation, and it bounds every gradient (`|dW2| <= max a`, `|db2| <= 1`,
+//! `|dW1| <= O max|W2| max|x|`, `|db1| <= O max|W2|`). A step whose loss is not finite, or
+//! whose bound says an update could overflow `f32`, is refused with [`Error::NonFinite`] and
+//! leaves every weight bit for bit as it was.
+
+use core::fmt;
+
+use crate::activation::{exp_shifted_block, relu_block};
+use crate::dense::{Dense, DenseGrads, Sink, param_grads_tile, update_is_safe};
+use crate::error::{Error, check_labels, same_len};
+use crate::lanes::{self, LANES, Lane};
+use crate::loss::xent_block;
+use crate::optim::Sgd;
+use crate::rng::SplitMix64;
+
+/// Blocks of sixteen samples in a training tile.
+const TILE_BLOCKS: usize = 8;
+
+/// Samples in a training tile: the activations of this many samples are kept (in the
+/// [`Workspace`]) between the forward and the backward pass, and each weight gradient is
+/// reduced across lanes once per tile.
+pub const TILE_SAMPLES: usize = TILE_BLOCKS * LANES;
+
+/// A two-layer perceptron: `I` inputs, a ReLU hidden layer of `H` units, `O` softmax outputs.
+///
+/// # Examples
+/// ```
+/// use fusedprop::{Mlp, Sgd, Workspace};
+///
+/// // XOR-like toy data: two features, two classes.
+/// let x = [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]];
+/// let y = [0, 1, 1, 0];
+/// let mut model = Mlp::<2, 16, 2>::new(42);
+/// let mut ws = Workspace::new();
+/// let sgd = Sgd::new(0.5).unwrap();
+/// let first = model.train_step(&x, &y, &sgd, &mut ws).unwrap();
+/// for _ in 0..500 {
+///     model.train_step(&x, &y, &sgd, &mut ws).unwrap();
+/// }
+/// assert!(model.loss(&x, &y).unwrap() < first);
+/// ```
+#[derive(Clone, PartialEq)]
+pub struct Mlp<const I: usize, const H: usize, const O: usize> {
+    hidden: Dense<I, H>,
+    output: Dense<H, O>,
+}
+
+/// Gradients of every parameter of an [`Mlp`], in the layers' layout.
+#[derive(Clone, PartialEq, Debug)]
+pub struct Gradients<const I: usize, const H: usize, const O: usize> {
+    /// The hidden layer's gradients.
+    pub hidden: DenseGrads<I, H>,
+    /// The output layer's gradients.
+    pub output: DenseGrads<H, O>,
+}
+
+impl<const I: usize, const H: usize, const O: usize> Gradients<I, H, O> {
+    /// All zero; usable in a `static`.
+    pub const ZERO: Self = Self {
+        hidden: DenseGrads::ZERO,
+        output: DenseGrads::ZERO,
+    };
+
+    /// The gradients flattened in [`Mlp::write_params`] order into `out`.
+    ///
+    /// # Errors
+    /// [`Error::LengthMismatch`] unless `out.len() == Mlp::<I, H, O>::PARAMS`.
+    pub fn write_flat(&self, out: &mut [f32]) -> Result<(), Error> {
+        same_len("parameters", Mlp::<I, H, O>::PARAMS, out.len())?;
+        let flat = self.hidden.w.iter().flatten().chain(&self.hidden.b);
+        let flat = flat
+            .chain(self.output.w.iter().flatten())
+            .chain(&self.output.b);
+        for (o, &v) in out.iter_mut().zip(flat) {
+            *o = v;
+        }
+        Ok(())
+    }
+}
+
+impl<const I: usize, const H: usize, const O: usize> Default for Gradients<I, H, O> {
+    fn default() -> Self {
+        Self::ZERO
+    }
+}
+
+/// Scratch memory for [`Mlp::train_step`] and [`Mlp::gradients`], owned by the caller and
+/// reused across steps, so that no step allocates. Its size is fixed by the model's shape:
+/// about `4 * (TILE_SAMPLES * (I + 2H + O) + PARAMS)` bytes.
+///
+/// For large models, build it in place: `Box::new(Workspace::ZERO)` or a `static`.
+pub struct Workspace<const I: usize, const H: usize, const O: usize> {
+    x: [[Lane; I]; TILE_BLOCKS],
+    a: [[Lane; H]; TILE_BLOCKS],
+    dh: [[Lane; H]; TILE_BLOCKS],
+    z: [[Lane; O]; TILE_BLOCKS],
+    acc: Gradients<I, H, O>,
+}
+
+impl<const I: usize, const H: usize, const O: usize> Workspace<I, H, O> {
+    /// A zeroed workspace, as a `const` for statics and in-place construction.
+    pub const ZERO: Self = Self {
+        x: [[Lane::ZERO; I]; TILE_BLOCKS],
+        a: [[Lane::ZERO; H]; TILE_BLOCKS],
+        dh: [[Lane::ZERO; H]; TILE_BLOCKS],
+        z: [[Lane::ZERO; O]; TILE_BLOCKS],
+        acc: Gradients::ZERO,
+    };
+
+    /// A new workspace (by value; see the type's docs for large models).
+    #[must_use]
+    pub fn new() -> Self {
+        Self::ZERO
+    }
+}
+
+impl<const I: usize, const H: usize, const O: usize> Default for Workspace<I, H, O> {
+    fn default() -> Self {
+        Self::ZERO
+    }
+}
+
+impl<const I: usize, const H: usize, const O: usize> fmt::Debug for Workspace<I, H, O> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Workspace<{I}, {H}, {O}>")
+    }
+}
+
+/// What the forward pass over a batch learned, for the backward pass and the refusal check.
+struct Forward {
+    /// Per-lane sum of the samples' losses.
+    loss: Lane,
+    /// Per-lane maximum of `|x|`.
+    max_x: Lane,
+    /// Per-lane maximum of the hidden activations (all `>= 0`).
+    max_a: Lane,
+}
+
+/// What the backward pass does with the parameter gradients of the last tile.
+enum Finish<'a, const I: usize, const H: usize, const O: usize> {
+    /// Write them (summed with the earlier tiles') to a gradients value.
+    Gradients(&'a mut Gradients<I, H, O>),
+    /// Apply them with SGD.
+    Sgd(f32),
+}
+
+impl<const I: usize, const H: usize, const O: usize> Default for Mlp<I, H, O> {
+    fn default() -> Self {
+        Self::ZERO
+    }
+}
+
+impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
+    /// A model with every parameter zero, as a `const`: for statics and in-place
+    /// construction of large models (then [`Mlp::init_glorot`]).
+    pub const ZERO: Self = Self {
+        hidden: Dense::ZERO,
+        output: Dense::ZERO,
+    };
+
+    /// Number of trainable parameters: `I*H + H + H*O + O` (259 for 4-32-3).
+    pub const PARAMS: usize = Dense::<I, H>::PARAMS + Dense::<H, O>::PARAMS;
+
+    /// A model with Glorot-uniform weights and zero biases (Keras's defaults), from `seed`.
+    /// The same seed gives the same model on every target.
+    #[must_use]
+    pub fn new(seed: u64) -> Self {
+        let mut m = Self::ZERO;
+        m.init_glorot(seed);
+        m
+    }
+
+    /// [`Mlp::new`] in place, for models too large to move by value:
+    ///
+    /// ```
+    /// # use fusedprop::Mlp;
+    /// let mut big: Box<Mlp<784, 256, 10>> = Box::new(Mlp::ZERO);
+    /// big.init_glorot(7);
+    /// ```
+    pub fn init_glorot(&mut self, seed: u64) {
+        let mut rng = SplitMix64::new(seed);
+        self.hidden.init_glorot(&mut rng);
+        self.output.init_glorot(&mut rng);
+    }
+
+    /// A model from its two layers.
+    #[must_use]
+    pub fn from_layers(hidden: Dense<I, H>, output: Dense<H, O>) -> Self {
+        Self { hidden, output }
+    }
+
+    /// A model from weights in this crate's layout (`[out][in]`, as PyTorch).
+    ///
+    /// # Errors
+    /// [`Error::NonFinite`] (`"weight"`, index in [`Mlp::write_params`] order) if a value is
+    /// NaN or infinite.
+    pub fn from_weights(
+        w1: [[f32; I]; H],
+        b1: [f32; H],
+        w2: [[f32; H]; O],
+        b2: [f32; O],
+    ) -> Result<Self, Error> {
+        let hidden = Dense::from_weights(w1, b1)?;
+        let output = Dense::from_weights(w2, b2).map_err(|e| shift(e, Dense::<I, H>::PARAMS))?;
+        Ok(Self { hidden, output })
+    }
+
+    /// A model from Keras weights: kernels in Keras layout, `[inputs][outputs]`
+    /// (`model.get_weights()` order: kernel, bias, kernel, bias).
+    ///
+    /// # Errors
+    /// As [`Mlp::from_weights`].
+    pub fn from_keras(
+        k1: &[[f32; H]; I],
+        b1: [f32; H],
+        k2: &[[f32; O]; H],
+        b2: [f32; O],
+    ) -> Result<Self, Error> {
+        let hidden = Dense::from_keras(k1, b1)?;
+        let output = Dense::from_keras(k2, b2).map_err(|e| shift(e, Dense::<I, H>::PARAMS))?;
+        Ok(Self { hidden, output })
+    }
+
+    /// The hidden layer.
+    #[must_use]
+    #[inline]
+    pub fn hidden(&self) -> &Dense<I, H> {
+        &self.hidden
+    }
+
+    /// The output layer.
+    #[must_use]
+    #[inline]
+    pub fn output(&self) -> &Dense<H, O> {
+        &self.output
+    }
+
+    /// Every parameter, flattened: hidden weights (row-major), hidden biases, output weights,
+    /// output biases.
+    ///
+    /// # Errors
+    /// [`Error::LengthMismatch`] unless `out.len() == PARAMS`.
+    pub fn write_params(&self, out: &mut [f32]) -> Result<(), Error> {
+        same_len("parameters", Self::PARAMS, out.len())?;
+        let flat = self
+            .hidden
+            .weights()
+            .iter()
+            .flatten()
+            .chain(self.hidden.bias());
+        let flat = flat
+            .chain(self.output.weights().iter().flatten())
+            .chain(self.output.bias());
+        for (o, &v) in out.iter_mut().zip(flat) {
+            *o = v;
+        }
+        Ok(())
+    }
+
+    /// Sets every parameter from a flat slice in [`Mlp::write_params`] order.
+    ///
+    /// # Errors
+    /// [`Error::LengthMismatch`] unless `params.len() == PARAMS`; [`Error::NonFinite`] if a
+    /// value is not finite. On error the model is unchanged.
+    pub fn read_params(&mut self, params: &[f32]) -> Result<(), Error> {
+        same_len("parameters", Self::PARAMS, params.len())?;
+        if let Some(i) = params.iter().position(|v| !v.is_finite()) {
+            return Err(Error::NonFinite {
+                what: "weight",
+                index: Some(i),
+            });
+        }
+        let mut it = params.iter().copied();
+        let (w1, b1) = self.hidden.params_mut();
+        w1.iter_mut().flatten().chain(b1.iter_mut()).for_each(|w| {
+            *w = it.next().unwrap_or(0.0);
+        });
+        let (w2, b2) = self.output.params_mut();
+        w2.iter_mut().flatten().chain(b2.iter_mut()).for_each(|w| {
+            *w = it.next().unwrap_or(0.0);
+        });
+        Ok(())
+    }
+
+    /// Class probabilities (softmax outputs) for each sample.
+    ///
+    /// # Errors
+    /// [`Error::LengthMismatch`] if `out.len() != x.len()`; [`Error::NonFinite`] (`"input"`)
+    /// if an input is not finite.
+    pub fn predict_proba(&self, x: &[[f32; I]], out: &mut [[f32; O]]) -> Result<(), Error> {
+        same_len("outputs", x.len(), out.len())?;
+        let mut z = [lanes::zero(); O];
+        for (block, (xs, os)) in x.chunks(LANES).zip(out.chunks_mut(LANES)).enumerate() {
+            self.logits_block(xs, block * LANES, &mut z)?;
+            let s = exp_shifted_block(&mut z);
+            for v in &mut z {
+                *v = lanes::div(*v, s);
+            }
+            lanes::store_rows(&z, os);
+        }
+        Ok(())
+    }
+
+    /// The most probable class of each sample (the first one on ties).
+    ///
+    /// # Errors
+    /// As [`Mlp::predict_proba`].
+    pub fn predict(&self, x: &[[f32; I]], out: &mut [u32]) -> Result<(), Error> {
+        same_len("outputs", x.len(), out.len())?;
+        let mut z = [lanes::zero(); O];
+        for (block, (xs, os)) in x.chunks(LANES).zip(out.chunks_mut(LANES)).enumerate() {
+            self.logits_block(xs, block * LANES, &mut z)?;
+            let best = argmax_block(&z).to_array();
+            for (o, b) in os.iter_mut().zip(best) {
+                *o = b as u32;
+            }
+        }
+        Ok(())
+    }
+
+    /// The most probable class of one sample.
+    ///
+    /// # Errors
+    /// [`Error::NonFinite`] if an input is not finite.
+    #[inline]
+    pub fn predict_one(&self, x: &[f32; I]) -> Result<u32, Error> {
+        let mut out = [0u32];
+        self.predict(core::slice::from_ref(x), &mut out)?;
+        Ok(out[0])
+    }
+
+    /// Mean sparse categorical cross-entropy over a batch.
+    ///
+    /// # Errors
+    /// [`Error::EmptyBatch`], [`Error::LengthMismatch`], [`Error::LabelOutOfRange`],
+    /// [`Error::NonFinite`] for a non-finite input or loss.
+    pub fn loss(&self, x: &[[f32; I]], labels: &[u32]) -> Result<f32, Error> {
+        check_batch::<I, O>(x, labels)?;
+        let mut z = [lanes::zero(); O];
+        let mut total = lanes::zero();
+        for (block, (xs, ls)) in x.chunks(LANES).zip(labels.chunks(LANES)).enumerate() {
+            self.logits_block(xs, block * LANES, &mut z)?;
+            let l = xent_block(&mut z, ls, 0.0, false);
+            finite_loss(l, ls.len(), block * LANES)?;
+            total += l;
+        }
+        Ok(lanes::sum(total) / x.len() as f32)
+    }
+
+    /// Fraction of samples whose predicted class is the label.
+    ///
+    /// # Errors
+    /// As [`Mlp::loss`].
+    pub fn accuracy(&self, x: &[[f32; I]], labels: &[u32]) -> Result<f32, Error> {
+        check_batch::<I, O>(x, labels)?;
+        let mut z = [lanes::zero(); O];
+        let mut correct = 0usize;
+        for (block, (xs, ls)) in x.chunks(LANES).zip(labels.chunks(LANES)).enumerate() {
+            self.logits_block(xs, block * LANES, &mut z)?;
+            let best = argmax_block(&z).to_array();
+            correct += ls
+                .iter()
+                .zip(best)
+                .filter(|(l, b)| **l as f32 == *b)
+                .count();
+        }
+        Ok(correct as f32 / x.len() as f32)
+    }
+
+    /// Gradients of the mean loss over the batch with respect to every parameter, into
+    /// `grads` (overwritten); returns the mean loss. The model is not changed.
+    ///
+    /// # Errors
+    /// As [`Mlp::loss`]. On error `grads` may be partly written.
+    pub fn gradients(
+        &self,
+        x: &[[f32; I]],
+        labels: &[u32],
+        grads: &mut Gradients<I, H, O>,
+        ws: &mut Workspace<I, H, O>,
+    ) -> Result<f32, Error> {
+        check_batch::<I, O>(x, labels)?;
+        // `&self` cannot run the fused update; a scratch copy would cost a model. Instead the
+        // shared pass is driven with `Finish::Gradients`, which never writes a weight.
+        let mut this = MlpRef::Shared(self);
+        run(&mut this, x, labels, ws, Finish::Gradients(grads))
+    }
+
+    /// One step of SGD on the batch (full batch or mini-batch), the update fused into the
+    /// backward pass; returns the mean loss computed *before* the update (as Keras reports
+    /// it).
+    ///
+    /// # Errors
+    /// [`Error::EmptyBatch`], [`Error::LengthMismatch`], [`Error::LabelOutOfRange`] (checked
+    /// before any work), [`Error::NonFinite`] for a non-finite input or loss, or a gradient
+    /// that could overflow. On error every weight is bit for bit unchanged.
+    pub fn train_step(
+        &mut self,
+        x: &[[f32; I]],
+        labels: &[u32],
+        sgd: &Sgd,
+        ws: &mut Workspace<I, H, O>,
+    ) -> Result<f32, Error> {
+        check_batch::<I, O>(x, labels)?;
+        let mut this = MlpRef::Unique(self);
+        run(&mut this, x, labels, ws, Finish::Sgd(sgd.learning_rate()))
+    }
+
+    /// Loads one block and runs it to the logits.
+    #[inline(always)]
+    fn logits_block(&self, xs: &[[f32; I]], first: usize, z: &mut [Lane; O]) -> Result<(), Error> {
+        let mut x = [lanes::zero(); I];
+        let mut a = [lanes::zero(); H];
+        lanes::load_rows(xs, &mut x);
+        check_inputs(&x, xs, first)?;
+        self.hidden.forward_block(&x, &mut a);
+        relu_block(&mut a);
+        self.output.forward_block(&a, z);
+        Ok(())
+    }
+}
+
+/// The model, shared (for `gradients`) or unique (for `train_step`).
+enum MlpRef<'a, const I: usize, const H: usize, const O: usize> {
+    Shared(&'a Mlp<I, H, O>),
+    Unique(&'a mut Mlp<I, H, O>),
+}
+
+impl<const I: usize, const H: usize, const O: usize> MlpRef<'_, I, H, O> {
+    fn get(&self) -> &Mlp<I, H, O> {
+        match self {
+            MlpRef::Shared(m) => m,
+            MlpRef::Unique(m) => m,
+        }
+    }
+}
+
+/// The shared forward + backward pass over a whole batch, tile by tile.
+fn run<const I: usize, const H: usize, const O: usize>(
+    model: &mut MlpRef<'_, I, H, O>,
+    x: &[[f32; I]],
+    labels: &[u32],
+    ws: &mut Workspace<I, H, O>,
+    finish: Finish<'_, I, H, O>,
+) -> Result<f32, Error> {
+    let n = x.len();
+    let inv_n = 1.0 / n as f32;
+    let tiles = n.div_ceil(TILE_SAMPLES);
+    let mut fw = Forward {
+        loss: lanes::zero(),
+        max_x: lanes::zero(),
+        max_a: lanes::zero(),
+    };
+    let mut finish = finish;
+    for (t, (xt, lt)) in x
+        .chunks(TILE_SAMPLES)
+        .zip(labels.chunks(TILE_SAMPLES))
+        .enumerate()
+    {
+        let m = model.get();
+        let blocks = xt.len().div_ceil(LANES);
+        forward_tile(m, xt, lt, t * TILE_SAMPLES, inv_n, ws, &mut fw)?;
+        hidden_grad_tile(
+            &m.output,
+            &mut ws.dh[..blocks],
+            &ws.a[..blocks],
+            &ws.z[..blocks],
+        );
+        let last = t + 1 == tiles;
+        let Workspace {
+            x: wx,
+            a,
+            dh,
+            z,
+            acc,
+        } = ws;
+        let (wx, a, dh, z) = (&wx[..blocks], &a[..blocks], &dh[..blocks], &z[..blocks]);
+        if !last {
+            // Partial sums of the earlier tiles, in tile order.
+            let target: &mut Gradients<I, H, O> = match &mut finish {
+                Finish::Gradients(g) => g,
+                Finish::Sgd(_) => acc,
+            };
+            let (out_sink, hid_sink) = if t == 0 {
+                (
+                    Sink::Store(&mut target.output),
+                    Sink::Store(&mut target.hidden),
+                )
+            } else {
+                (Sink::Add(&mut target.output), Sink::Add(&mut target.hidden))
+            };
+            param_grads_tile(a, z, out_sink);
+            param_grads_tile(wx, dh, hid_sink);
+            continue;
+        }
+        match &mut finish {
+            Finish::Gradients(g) => {
+                let (out_sink, hid_sink) = if t == 0 {
+                    (Sink::Store(&mut g.output), Sink::Store(&mut g.hidden))
+                } else {
+                    (Sink::Add(&mut g.output), Sink::Add(&mut g.hidden))
+                };
+                param_grads_tile(a, z, out_sink);
+                param_grads_tile(wx, dh, hid_sink);
+            }
+            Finish::Sgd(lr) => {
+                // `train_step` always passes its model as unique.
+                let MlpRef::Unique(m) = model else {
+                    return Err(Error::EmptyBatch);
+                };
+                check_update(m, &fw, *lr)?;
+                let prior = if tiles > 1 { Some(&*acc) } else { None };
+                let (w2, b2) = m.output.params_mut();
+                param_grads_tile(
+                    a,
+                    z,
+                    Sink::Sgd {
+                        w: w2,
+                        b: b2,
+                        lr: *lr,
+                        prior: prior.map(|p| &p.output),
+                    },
+                );
+                let (w1, b1) = m.hidden.params_mut();
+                param_grads_tile(
+                    wx,
+                    dh,
+                    Sink::Sgd {
+                        w: w1,
+                        b: b1,
+                        lr: *lr,
+                        prior: prior.map(|p| &p.hidden),
+                    },
+                );
+            }
+        }
+    }
+    Ok(lanes::sum(fw.loss) / n as f32)
+}
+
+/// Forward pass of one tile into the workspace: inputs, hidden activations, and
+/// `dz = (p - onehot) / N` in place of the logits.
+fn forward_tile<const I: usize, const H: usize, const O: usize>(
+    m: &Mlp<I, H, O>,
+    x: &[[f32; I]],
+    labels: &[u32],
+    first: usize,
+    inv_n: f32,
+    ws: &mut Workspace<I, H, O>,
+    fw: &mut Forward,
+) -> Result<(), Error> {
+    for (b, (xs, ls)) in x.chunks(LANES).zip(labels.chunks(LANES)).enumerate() {
+        let start = first + b * LANES;
+        let (xb, ab, zb) = (&mut ws.x[b], &mut ws.a[b], &mut ws.z[b]);
+        lanes::load_rows(xs, xb);
+        check_inputs(xb, xs, start)?;
+        for &v in xb.iter() {
+            fw.max_x = lanes::max(fw.max_x, lanes::abs(v));
+        }
+        m.hidden.forward_block(xb, ab);
+        relu_block(ab);
+        for &v in ab.iter() {
+            // NaN-free here only if finite; a NaN activation shows up in the loss check.
+            fw.max_a = lanes::max(fw.max_a, v);
+        }
+        m.output.forward_block(ab, zb);
+        let l = xent_block(zb, ls, inv_n, true);
+        finite_loss(l, ls.len(), start)?;
+        fw.loss += l;
+    }
+    Ok(())
+}
+
+/// `dh = (W2^T dz) * [a > 0]` for each block of a tile, with the weights before the update.
+fn hidden_grad_tile<const H: usize, const O: usize>(
+    output: &Dense<H, O>,
+    dh: &mut [[Lane; H]],
+    a: &[[Lane; H]],
+    dz: &[[Lane; O]],
+) {
+    for ((dhb, ab), dzb) in dh.iter_mut().zip(a).zip(dz) {
+        output.backward_input_block(dzb, dhb);
+        for (d, &av) in dhb.iter_mut().zip(ab) {
+            *d = lanes::relu_mask(av, *d);
+        }
+    }
+}
+
+/// Refuses an update that could overflow (module docs, "Refusing a step").
+fn check_update<const I: usize, const H: usize, const O: usize>(
+    m: &Mlp<I, H, O>,
+    fw: &Forward,
+    lr: f32,
+) -> Result<(), Error> {
+    let max_x = f64::from(lanes::reduce_max(fw.max_x)).max(1.0);
+    let max_a = f64::from(lanes::reduce_max(fw.max_a)).max(1.0);
+    let w2 = m.output.max_abs();
+    let out_ok = update_is_safe(w2, max_a, lr);
+    let hid_bound = O as f64 * f64::from(w2).max(1.0) * max_x;
+    let hid_ok = update_is_safe(m.hidden.max_abs(), hid_bound, lr);
+    if out_ok && hid_ok {
+        Ok(())
+    } else {
+        Err(Error::NonFinite {
+            what: "gradient",
+            index: None,
+        })
+    }
+}
+
+fn check_batch<const I: usize, const O: usize>(
+    x: &[[f32; I]],
+    labels: &[u32],
+) -> Result<(), Error> {
+    if x.is_empty() {
+        return Err(Error::EmptyBatch);
+    }
+    same_len("labels", x.len(), labels.len())?;
+    check_labels(labels, O)
+}
+
+/// Errors with the index of the first non-finite input of a loaded block.
+#[inline(always)]
+fn check_inputs<const I: usize>(
+    x: &[Lane; I],
+    rows: &[[f32; I]],
+    first: usize,
+) -> Result<(), Error> {
+    let mut ok = lanes::zero();
+    for &v in x {
+        // x * 0 is 0 for finite x and NaN for NaN or infinity.
+        ok += v * lanes::zero();
+    }
+    if lanes::all_finite(ok) {
+        return Ok(());
+    }
+    let bad = rows
+        .iter()
+        .position(|r| !r.iter().all(|v| v.is_finite()))
+        .unwrap_or(0);
+    Err(Error::NonFinite {
+        what: "input",
+        index: Some(first + bad),
+    })
+}
+
+/// Errors with the index of the first sample whose loss is not finite.
+#[inline(always)]
+fn finite_loss(l: Lane, n: usize, first: usize) -> Result<(), Error> {
+    match lanes::first_non_finite(l, n) {
+        None => Ok(()),
+        Some(s) => Err(Error::NonFinite {
+            what: "loss",
+            index: Some(first + s),
+        }),
+    }
+}
+
+/// Index (as a float) of the largest logit of each sample; the first on ties.
+#[inline(always)]
+fn argmax_block<const O: usize>(z: &[Lane; O]) -> Lane {
+    let mut best = z[0];
+    let mut idx = lanes::zero();
+    for (j, &v) in z.iter().enumerate().skip(1) {
+        let better = lanes::gt(v, best);
+        best = lanes::select(better, v, best);
+        idx = lanes::select(better, lanes::splat(j as f32), idx);
+    }
+    idx
+}
+
+fn shift(e: Error, offset: usize) -> Error {
+    match e {
+        Error::NonFinite {
+            what,
+            index: Some(i),
+        } => Error::NonFinite {
+            what,
+            index: Some(i + offset),
+        },
+        other => other,
+    }
+}
+
+impl<const I: usize, const H: usize, const O: usize> fmt::Debug for Mlp<I, H, O> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mlp")
+            .field("hidden", &self.hidden)
+            .field("output", &self.output)
+            .finish()
+    }
+}
+
+/// A Keras-like summary: layer, output shape, parameter count.
+///
+/// ```
+/// let s = format!("{}", fusedprop::Mlp::<4, 32, 3>::ZERO);
+/// assert!(s.contains("160") && s.contains("99") && s.contains("Total params: 259"));
+/// ```
+impl<const I: usize, const H: usize, const O: usize> fmt::Display for Mlp<I, H, O> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const THIN: &str = "-----------------------------------------------------------------";
+        const THICK: &str = "=================================================================";
+        writeln!(f, "Model: \"Mlp<{I}, {H}, {O}>\"")?;
+        writeln!(f, "{THIN}")?;
+        writeln!(
+            f,
+            "{:<28}{:<22}{:>15}",
+            "Layer (type)", "Output Shape", "Param #"
+        )?;
+        writeln!(f, "{THICK}")?;
+        let rows = [
+            ("dense (Dense, relu)", H, Dense::<I, H>::PARAMS),
+            ("dense_1 (Dense, softmax)", O, Dense::<H, O>::PARAMS),
+        ];
+        for (name, units, params) in rows {
+            let mut shape = StrBuf::<24>::new();
+            fmt::Write::write_fmt(&mut shape, format_args!("(None, {units})"))?;
+            writeln!(f, "{:<28}{:<22}{:>15}", name, shape.as_str(), params)?;
+        }
+        writeln!(f, "{THICK}")?;
+        writeln!(f, "Total params: {}", Self::PARAMS)?;
+        writeln!(f, "Trainable params: {}", Self::PARAMS)?;
+        write!(f, "Non-trainable params: 0")
+    }
+}
+
+/// A fixed-capacity string for formatting without a heap.
+struct StrBuf<const N: usize> {
+    buf: [u8; N],
+    len: usize,
+}
+
+impl<const N: usize> StrBuf<N> {
+    fn new() -> Self {
+        Self {
+            buf: [0; N],
+            len: 0,
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        core::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
+    }
+}
+
+impl<const N: usize> fmt::Write for StrBuf<N> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len + s.len();
+        if end > N {
+            return Err(fmt::Error);
+        }
+        self.buf[self.len..end].copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
