@@ -82,6 +82,11 @@ pub mod mlp;
 pub mod optim;
 pub mod rng;
 
+/// The README's Rust examples are compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 pub use activation::{
     log_softmax, log_softmax_backward, relu, relu_backward, softmax, softmax_backward,
 };

@@ -1,0 +1,267 @@
+//! Every error path of the public API: a clear `Error`, never a panic, and a refused
+//! training step leaves every weight bit for bit as it was.
+
+use fusedprop::{
+    Accumulate, Dense, DenseGrads, Error, Gradients, Mlp, Sgd, Workspace, log_softmax, relu,
+    relu_backward, softmax, softmax_cross_entropy_backward, sparse_categorical_cross_entropy,
+};
+
+type Model = Mlp<4, 8, 3>;
+
+fn bits(m: &Model) -> Vec<u32> {
+    let mut p = vec![0.0; Model::PARAMS];
+    m.write_params(&mut p).unwrap();
+    p.iter().map(|v| v.to_bits()).collect()
+}
+
+fn batch(n: usize) -> (Vec<[f32; 4]>, Vec<u32>) {
+    let x = (0..n)
+        .map(|i| {
+            let f = i as f32;
+            [f.sin(), f.cos(), 0.1 * f, 1.0]
+        })
+        .collect();
+    let y = (0..n).map(|i| (i % 3) as u32).collect();
+    (x, y)
+}
+
+/// Runs `train_step` and asserts it fails with `expected` and leaves the model unchanged.
+fn refused(model: &mut Model, x: &[[f32; 4]], y: &[u32], lr: f32, expected: Error) {
+    let before = bits(model);
+    let mut ws = Workspace::new();
+    let sgd = Sgd::new(lr).unwrap();
+    let err = model.train_step(x, y, &sgd, &mut ws).unwrap_err();
+    assert_eq!(err, expected);
+    assert_eq!(
+        bits(model),
+        before,
+        "a refused step changed the weights ({err})"
+    );
+    assert!(!err.to_string().is_empty());
+}
+
+#[test]
+fn empty_batch() {
+    let mut m = Model::new(1);
+    refused(&mut m, &[], &[], 0.1, Error::EmptyBatch);
+    assert_eq!(m.loss(&[], &[]), Err(Error::EmptyBatch));
+    assert_eq!(m.accuracy(&[], &[]), Err(Error::EmptyBatch));
+    let mut g = Gradients::ZERO;
+    let mut ws = Workspace::new();
+    assert_eq!(
+        m.gradients(&[], &[], &mut g, &mut ws),
+        Err(Error::EmptyBatch)
+    );
+    assert_eq!(
+        sparse_categorical_cross_entropy::<3>(&[], &[]),
+        Err(Error::EmptyBatch)
+    );
+}
+
+#[test]
+fn inputs_and_labels_of_different_lengths() {
+    let mut m = Model::new(1);
+    let (x, y) = batch(10);
+    let e = Error::LengthMismatch {
+        what: "labels",
+        expected: 10,
+        found: 9,
+    };
+    refused(&mut m, &x, &y[..9], 0.1, e);
+    assert_eq!(m.loss(&x, &y[..9]), Err(e));
+    assert!(e.to_string().contains("9 labels for 10 samples"), "{e}");
+    let mut out = [0u32; 3];
+    assert!(matches!(
+        m.predict(&x, &mut out),
+        Err(Error::LengthMismatch { .. })
+    ));
+}
+
+#[test]
+fn label_out_of_range_names_the_sample() {
+    let mut m = Model::new(1);
+    let (x, mut y) = batch(40);
+    y[37] = 3;
+    let e = Error::LabelOutOfRange {
+        index: 37,
+        label: 3,
+        classes: 3,
+    };
+    refused(&mut m, &x, &y, 0.1, e);
+    assert!(e.to_string().contains("sample 37"), "{e}");
+    y[37] = u32::MAX;
+    assert!(matches!(
+        m.loss(&x, &y),
+        Err(Error::LabelOutOfRange { index: 37, .. })
+    ));
+}
+
+#[test]
+fn invalid_learning_rates() {
+    for lr in [0.0, -0.1, f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -0.0] {
+        let e = Sgd::new(lr).unwrap_err();
+        assert!(matches!(e, Error::InvalidLearningRate(_)), "{lr}");
+        assert!(e.to_string().contains("learning rate"));
+    }
+}
+
+#[test]
+fn non_finite_input_is_refused_in_every_tile() {
+    for (n, bad) in [(10, 3), (120, 119), (300, 0), (300, 200), (300, 299)] {
+        for v in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let mut m = Model::new(2);
+            let (mut x, y) = batch(n);
+            x[bad][1] = v;
+            let e = Error::NonFinite {
+                what: "input",
+                index: Some(bad),
+            };
+            refused(&mut m, &x, &y, 0.1, e);
+            assert_eq!(m.loss(&x, &y), Err(e));
+            let mut p = vec![[0.0; 3]; n];
+            assert_eq!(m.predict_proba(&x, &mut p), Err(e));
+        }
+    }
+}
+
+#[test]
+fn overflow_is_refused() {
+    // 1e37 inputs: the forward pass is finite, but the hidden-layer gradient bound
+    // (O * max|W2| * max|x|) is past what an update may safely reach.
+    let mut m = Model::new(3);
+    let x = vec![[1e37f32, -1e37, 1e37, 1e37]; 20];
+    let y = vec![1u32; 20];
+    refused(
+        &mut m,
+        &x,
+        &y,
+        0.1,
+        Error::NonFinite {
+            what: "gradient",
+            index: None,
+        },
+    );
+    // All-one hidden weights and 3e38 inputs: the hidden layer overflows to infinity and the
+    // first sample's loss is NaN.
+    let mut m = Model::from_weights([[1.0; 4]; 8], [0.0; 8], [[0.5; 8]; 3], [0.0; 3]).unwrap();
+    let x = vec![[3e38f32; 4]; 20];
+    let e = Error::NonFinite {
+        what: "loss",
+        index: Some(0),
+    };
+    refused(&mut m, &x, &y, 0.1, e);
+    assert_eq!(m.loss(&x, &y), Err(e));
+}
+
+#[test]
+fn huge_learning_rate_is_refused_before_overflow() {
+    let mut m = Model::new(4);
+    let (x, y) = batch(50);
+    let before = bits(&m);
+    let sgd = Sgd::new(f32::MAX).unwrap();
+    let mut ws = Workspace::new();
+    let err = m.train_step(&x, &y, &sgd, &mut ws).unwrap_err();
+    assert_eq!(
+        err,
+        Error::NonFinite {
+            what: "gradient",
+            index: None
+        }
+    );
+    assert_eq!(bits(&m), before);
+}
+
+#[test]
+fn weights_must_be_finite() {
+    let mut w1 = [[0.1f32; 4]; 8];
+    w1[2][3] = f32::NAN;
+    let e = Model::from_weights(w1, [0.0; 8], [[0.1; 8]; 3], [0.0; 3]).unwrap_err();
+    assert_eq!(
+        e,
+        Error::NonFinite {
+            what: "weight",
+            index: Some(2 * 4 + 3)
+        }
+    );
+    let e = Model::from_weights(
+        [[0.1; 4]; 8],
+        [0.0; 8],
+        [[0.1; 8]; 3],
+        [0.0, f32::INFINITY, 0.0],
+    )
+    .unwrap_err();
+    assert_eq!(
+        e,
+        Error::NonFinite {
+            what: "weight",
+            index: Some(40 + 24 + 1)
+        }
+    );
+    let mut m = Model::new(5);
+    let before = bits(&m);
+    let mut p = vec![0.5; Model::PARAMS];
+    p[7] = f32::NAN;
+    assert!(m.read_params(&p).is_err());
+    assert!(m.read_params(&p[1..]).is_err());
+    assert_eq!(bits(&m), before);
+}
+
+#[test]
+fn kernels_reject_mismatched_lengths() {
+    let x = [[1.0f32, 2.0]; 5];
+    let mut y4 = [[0.0f32; 2]; 4];
+    let mismatch = |r: Result<(), Error>| assert!(matches!(r, Err(Error::LengthMismatch { .. })));
+    mismatch(relu(&x, &mut y4));
+    mismatch(softmax(&x, &mut y4));
+    mismatch(log_softmax(&x, &mut y4));
+    mismatch(relu_backward(&x, &x[..4], &mut y4));
+    let layer = Dense::<2, 2>::ZERO;
+    mismatch(layer.forward_batch(&x, &mut y4));
+    let mut g = DenseGrads::ZERO;
+    mismatch(layer.backward(&x, &y4, &mut g, Accumulate::Overwrite, None));
+    assert_eq!(
+        layer.backward(&[], &[], &mut g, Accumulate::Add, None),
+        Err(Error::EmptyBatch)
+    );
+    let mut d = [[0.0f32; 2]; 4];
+    assert!(softmax_cross_entropy_backward(&x, &[0; 5], &mut d).is_err());
+    assert!(matches!(
+        sparse_categorical_cross_entropy(&x, &[0, 1, 2, 0, 1]),
+        Err(Error::LabelOutOfRange {
+            index: 2,
+            label: 2,
+            classes: 2
+        })
+    ));
+    assert!(matches!(
+        sparse_categorical_cross_entropy(&[[f32::NAN, 0.0]], &[0]),
+        Err(Error::NonFinite {
+            what: "logit",
+            index: Some(0)
+        })
+    ));
+}
+
+#[test]
+fn dense_sgd_refuses_without_touching_the_layer() {
+    let mut layer = Dense::<2, 3>::from_weights([[0.5, -0.5]; 3], [0.1; 3]).unwrap();
+    let before = layer.clone();
+    let mut scratch = DenseGrads::ZERO;
+    let sgd = Sgd::new(0.1).unwrap();
+    let x = [[1.0, f32::NAN]; 4];
+    let dy = [[0.1; 3]; 4];
+    assert!(
+        layer
+            .backward_sgd(&x, &dy, None, &sgd, &mut scratch)
+            .is_err()
+    );
+    assert_eq!(layer, before);
+    let x = [[1.0, 2.0]; 4];
+    let dy = [[f32::MAX; 3]; 4];
+    assert!(
+        layer
+            .backward_sgd(&x, &dy, None, &sgd, &mut scratch)
+            .is_err()
+    );
+    assert_eq!(layer, before);
+}
