@@ -309,12 +309,15 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
     ///
     /// # Errors
     /// [`Error::LengthMismatch`] if `out.len() != x.len()`; [`Error::NonFinite`] (`"input"`)
-    /// if an input is not finite.
+    /// if an input is not finite, or (`"logit"`) if a sample's logits overflow `f32` (finite
+    /// inputs and weights so large that `W x` does not fit), which would make its
+    /// probabilities NaN. On error `out` may be partly written.
     pub fn predict_proba(&self, x: &[[f32; I]], out: &mut [[f32; O]]) -> Result<(), Error> {
         same_len("outputs", x.len(), out.len())?;
         let mut z = [lanes::zero(); O];
         for (block, (xs, os)) in x.chunks(LANES).zip(out.chunks_mut(LANES)).enumerate() {
             self.logits_block(xs, block * LANES, &mut z)?;
+            finite_logits(&z, xs.len(), block * LANES)?;
             let s = exp_shifted_block(&mut z);
             for v in &mut z {
                 *v = lanes::div(*v, s);
@@ -333,6 +336,7 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
         let mut z = [lanes::zero(); O];
         for (block, (xs, os)) in x.chunks(LANES).zip(out.chunks_mut(LANES)).enumerate() {
             self.logits_block(xs, block * LANES, &mut z)?;
+            finite_logits(&z, xs.len(), block * LANES)?;
             let best = argmax_block(&z).to_array();
             for (o, b) in os.iter_mut().zip(best) {
                 *o = b as u32;
@@ -356,7 +360,8 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
     ///
     /// # Errors
     /// [`Error::EmptyBatch`], [`Error::LengthMismatch`], [`Error::LabelOutOfRange`],
-    /// [`Error::NonFinite`] for a non-finite input or loss.
+    /// [`Error::NonFinite`] for a non-finite input or loss (a sample's, or the sum over the batch
+    /// with `index: None`).
     pub fn loss(&self, x: &[[f32; I]], labels: &[u32]) -> Result<f32, Error> {
         check_batch::<I, O>(x, labels)?;
         let mut z = [lanes::zero(); O];
@@ -367,6 +372,7 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
             finite_loss(l, ls.len(), block * LANES)?;
             total += l;
         }
+        finite_total(total)?;
         Ok(lanes::sum(total) / x.len() as f32)
     }
 
@@ -394,7 +400,9 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
     /// `grads` (overwritten); returns the mean loss. The model is not changed.
     ///
     /// # Errors
-    /// As [`Mlp::loss`]. On error `grads` may be partly written.
+    /// As [`Mlp::loss`], and [`Error::NonFinite`] (`"gradient"`, index in
+    /// [`Mlp::write_params`] order) if a gradient overflows `f32` although the loss is finite.
+    /// On error `grads` may be partly written.
     pub fn gradients(
         &self,
         x: &[[f32; I]],
@@ -406,7 +414,20 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
         // `&self` cannot run the fused update; a scratch copy would cost a model. Instead the
         // shared pass is driven with `Finish::Gradients`, which never writes a weight.
         let mut this = MlpRef::Shared(self);
-        run(&mut this, x, labels, ws, Finish::Gradients(grads))
+        let loss = run(&mut this, x, labels, ws, Finish::Gradients(grads))?;
+        // A finite loss does not bound the gradient (`dW2 = dz a^T` overflows with huge
+        // activations): found by the `inference` fuzz target, which got `Ok` with `-inf`.
+        let flat = grads.hidden.w.iter().flatten().chain(&grads.hidden.b);
+        let mut flat = flat
+            .chain(grads.output.w.iter().flatten())
+            .chain(&grads.output.b);
+        match flat.position(|g| !g.is_finite()) {
+            None => Ok(loss),
+            Some(index) => Err(Error::NonFinite {
+                what: "gradient",
+                index: Some(index),
+            }),
+        }
     }
 
     /// One step of SGD on the batch (full batch or mini-batch), the update fused into the
@@ -516,6 +537,7 @@ fn run<const I: usize, const H: usize, const O: usize>(
             param_grads_tile(wx, dh, hid_sink);
             continue;
         }
+        finite_total(fw.loss)?;
         match &mut finish {
             Finish::Gradients(g) => {
                 let (out_sink, hid_sink) = if t == 0 {
@@ -667,6 +689,25 @@ fn check_inputs<const I: usize>(
     })
 }
 
+/// Errors with the first of the block's `n` samples whose logits are not finite: finite
+/// inputs and weights can still overflow `f32` (found by the `inference` fuzz target, where
+/// inputs of `±f32::MAX` gave NaN probabilities).
+#[inline(always)]
+fn finite_logits<const O: usize>(z: &[Lane; O], n: usize, first: usize) -> Result<(), Error> {
+    let mut ok = lanes::zero();
+    for &v in z {
+        // v * 0 is 0 for finite v and NaN for NaN or infinity.
+        ok += v * lanes::zero();
+    }
+    match lanes::first_non_finite(ok, n) {
+        None => Ok(()),
+        Some(s) => Err(Error::NonFinite {
+            what: "logit",
+            index: Some(first + s),
+        }),
+    }
+}
+
 /// Errors with the index of the first sample whose loss is not finite.
 #[inline(always)]
 fn finite_loss(l: Lane, n: usize, first: usize) -> Result<(), Error> {
@@ -676,6 +717,21 @@ fn finite_loss(l: Lane, n: usize, first: usize) -> Result<(), Error> {
             what: "loss",
             index: Some(first + s),
         }),
+    }
+}
+
+/// Refuses a batch whose samples' losses are each finite but whose sum overflows `f32`
+/// (found by the `train_step` fuzz target: the step was applied and returned an infinite
+/// loss). Checked before the last tile writes a weight.
+#[inline]
+fn finite_total(per_lane: Lane) -> Result<(), Error> {
+    if lanes::sum(per_lane).is_finite() {
+        Ok(())
+    } else {
+        Err(Error::NonFinite {
+            what: "loss",
+            index: None,
+        })
     }
 }
 
