@@ -62,6 +62,40 @@ pub const TILE_SAMPLES: usize = TILE_BLOCKS * LANES;
 /// }
 /// assert!(model.loss(&x, &y).unwrap() < first);
 /// ```
+///
+/// # Large models
+/// A model is `4 * PARAMS` bytes, stored inline (784-256-10: 814 KB), and its [`Workspace`]
+/// is about twice that. Nothing in the crate moves a model or a workspace once it exists:
+/// every method takes `&self` or `&mut self`. So build them where they will live:
+///
+/// - **On the heap, with `std`:** [`Mlp::new_boxed`], [`Workspace::new_boxed`] and
+///   [`Gradients::new_boxed`] (they allocate). `Box::new(Mlp::ZERO)` followed by
+///   [`Mlp::init_glorot`] also works in optimized builds, but *not in debug builds*: without
+///   optimization the value is copied several times on the stack on its way into the box,
+///   and `Box::new(Mlp::<784, 256, 10>::ZERO)` (or `Box::default()`) overflows a 2 MiB thread
+///   stack (measured: ROBUSTNESS.md).
+/// - **In a `static`:** `ZERO` is a `const`, so the value is laid out at compile time and
+///   never touches the stack, in any build and without `std` (use your platform's mutex or
+///   critical-section cell where `std::sync::Mutex` is unavailable):
+///
+/// ```
+/// use std::sync::Mutex;
+/// use fusedprop::{Mlp, Sgd, Workspace};
+///
+/// static MODEL: Mutex<Mlp<784, 256, 10>> = Mutex::new(Mlp::ZERO);
+/// static WS: Mutex<Workspace<784, 256, 10>> = Mutex::new(Workspace::ZERO);
+///
+/// let (mut model, mut ws) = (MODEL.lock().unwrap(), WS.lock().unwrap());
+/// model.init_glorot(7);
+/// let x = [[0.5; 784]; 2];
+/// let loss = model.train_step(&x, &[3, 9], &Sgd::new(0.01)?, &mut ws)?;
+/// assert!(loss.is_finite());
+/// # Ok::<(), fusedprop::Error>(())
+/// ```
+///
+/// - **In caller-provided memory:** any `&mut Mlp` will do (a field of a larger struct that
+///   is itself in a `static` or a box, an arena slot): initialize it in place with
+///   [`Mlp::init_glorot`] or [`Mlp::read_params`].
 #[derive(Clone, PartialEq)]
 pub struct Mlp<const I: usize, const H: usize, const O: usize> {
     hidden: Dense<I, H>,
@@ -83,6 +117,14 @@ impl<const I: usize, const H: usize, const O: usize> Gradients<I, H, O> {
         hidden: DenseGrads::ZERO,
         output: DenseGrads::ZERO,
     };
+
+    /// Zero gradients on the heap, for large models in debug builds too (see [`Mlp`],
+    /// "Large models"). Std only; allocates, as [`Workspace::new_boxed`].
+    #[cfg(feature = "std")]
+    #[must_use]
+    pub fn new_boxed() -> std::boxed::Box<Self> {
+        boxed_off_stack(|| Self::ZERO)
+    }
 
     /// The gradients flattened in [`Mlp::write_params`] order into `out`.
     ///
@@ -111,7 +153,10 @@ impl<const I: usize, const H: usize, const O: usize> Default for Gradients<I, H,
 /// reused across steps, so that no step allocates. Its size is fixed by the model's shape:
 /// about `4 * (TILE_SAMPLES * (I + 2H + O) + PARAMS)` bytes.
 ///
-/// For large models, build it in place: `Box::new(Workspace::ZERO)` or a `static`.
+/// For large models build it where it will live, as for the model (see [`Mlp`], "Large
+/// models"): [`Workspace::new_boxed`] with `std` (it allocates), or a `static` initialized
+/// with [`Workspace::ZERO`], or a field of caller-provided memory. `Box::new(Workspace::ZERO)`
+/// overflows a 2 MiB stack in debug builds for 784-256-10 (the workspace is 1.5 MB).
 pub struct Workspace<const I: usize, const H: usize, const O: usize> {
     x: [[Lane; I]; TILE_BLOCKS],
     a: [[Lane; H]; TILE_BLOCKS],
@@ -134,6 +179,17 @@ impl<const I: usize, const H: usize, const O: usize> Workspace<I, H, O> {
     #[must_use]
     pub fn new() -> Self {
         Self::ZERO
+    }
+
+    /// A zeroed workspace on the heap, built without a stack copy of it in the caller's
+    /// thread, so it works for large models in debug builds too (see [`Mlp`], "Large models").
+    ///
+    /// Std only; allocates the box, and for the duration of the call a short-lived thread
+    /// whose stack holds the value while it is built.
+    #[cfg(feature = "std")]
+    #[must_use]
+    pub fn new_boxed() -> std::boxed::Box<Self> {
+        boxed_off_stack(|| Self::ZERO)
     }
 }
 
@@ -189,6 +245,24 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
     #[must_use]
     pub fn new(seed: u64) -> Self {
         let mut m = Self::ZERO;
+        m.init_glorot(seed);
+        m
+    }
+
+    /// [`Mlp::new`] on the heap, built without a stack copy of the model in the caller's
+    /// thread, so it works for large models in debug builds too (see "Large models" above).
+    ///
+    /// Std only; allocates the box, and for the duration of the call a short-lived thread
+    /// whose stack holds the zero model while it is boxed.
+    ///
+    /// ```
+    /// let big = fusedprop::Mlp::<784, 256, 10>::new_boxed(7);
+    /// assert_eq!(*big, fusedprop::Mlp::new(7));
+    /// ```
+    #[cfg(feature = "std")]
+    #[must_use]
+    pub fn new_boxed(seed: u64) -> std::boxed::Box<Self> {
+        let mut m = boxed_off_stack(|| Self::ZERO);
         m.init_glorot(seed);
         m
     }
@@ -717,6 +791,28 @@ fn finite_loss(l: Lane, n: usize, first: usize) -> Result<(), Error> {
             what: "loss",
             index: Some(first + s),
         }),
+    }
+}
+
+/// `Box::new(make())` on a short-lived thread whose stack has room for several copies of
+/// `T`: without optimization (debug builds) a value is copied more than once on the stack on
+/// its way into a box, which overflows the caller's stack for large models. With `unsafe`
+/// (`Box::new_zeroed`) the copy could be avoided altogether; this crate forbids `unsafe`.
+#[cfg(feature = "std")]
+fn boxed_off_stack<T: Send + 'static>(make: fn() -> T) -> std::boxed::Box<T> {
+    use std::boxed::Box;
+    let stack = core::mem::size_of::<T>()
+        .saturating_mul(4)
+        .saturating_add(1 << 20);
+    match std::thread::Builder::new()
+        .stack_size(stack)
+        .spawn(move || Box::new(make()))
+    {
+        Ok(thread) => thread
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+        // No thread to be had: build it here, as the caller would have.
+        Err(_) => Box::new(make()),
     }
 }
 
