@@ -453,13 +453,16 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
     /// Fraction of samples whose predicted class is the label.
     ///
     /// # Errors
-    /// As [`Mlp::loss`].
+    /// [`Error::EmptyBatch`], [`Error::LengthMismatch`], [`Error::LabelOutOfRange`],
+    /// [`Error::NonFinite`] for a non-finite input, or overflowing logits as in
+    /// [`Mlp::predict`] (where the predicted class would be meaningless).
     pub fn accuracy(&self, x: &[[f32; I]], labels: &[u32]) -> Result<f32, Error> {
         check_batch::<I, O>(x, labels)?;
         let mut z = [lanes::zero(); O];
         let mut correct = 0usize;
         for (block, (xs, ls)) in x.chunks(LANES).zip(labels.chunks(LANES)).enumerate() {
             self.logits_block(xs, block * LANES, &mut z)?;
+            finite_logits(&z, xs.len(), block * LANES)?;
             let best = argmax_block(&z).to_array();
             correct += ls
                 .iter()

@@ -121,7 +121,7 @@ fn check<const N: usize>(u: &mut Unstructured) -> arbitrary::Result<()> {
                 assert!((0.0..=1.0).contains(&got), "p[{s}][{j}] = {got}");
                 // Shifted arguments are exact for |z| this small relative to each other, or
                 // the term is negligible: the error is exp's and the division's few ulps.
-                assert_close(&format!("p[{s}][{j}] of {zs:?}"), got, w, 1e-6);
+                assert_close(|| format!("p[{s}][{j}] of {zs:?}"), got, w, 1e-6);
             }
         }
     }
@@ -148,7 +148,12 @@ fn check<const N: usize>(u: &mut Unstructured) -> arbitrary::Result<()> {
                 // subtraction once.
                 let tol = 4.0 * U32 * ((zf[j] - m).abs() + want.abs()) + 1e-6;
                 assert!(got <= 0.0, "log_softmax[{s}][{j}] = {got} > 0");
-                assert_close(&format!("log_softmax[{s}][{j}] of {zs:?}"), got, want, tol);
+                assert_close(
+                    || format!("log_softmax[{s}][{j}] of {zs:?}"),
+                    got,
+                    want,
+                    tol,
+                );
             }
         }
     }
@@ -176,7 +181,7 @@ fn check<const N: usize>(u: &mut Unstructured) -> arbitrary::Result<()> {
                         let (pj, dj) = (f64::from(ps[j]), f64::from(ds[j]));
                         let want = pj * (dj - dot);
                         let tol = pj.abs() * (dot_tol + 2.0 * U32 * (dj.abs() + dot.abs())) + TINY;
-                        assert_close(&format!("softmax_backward[{s}][{j}]"), os[j], want, tol);
+                        assert_close(|| format!("softmax_backward[{s}][{j}]"), os[j], want, tol);
                     }
                 }
             }
@@ -197,7 +202,12 @@ fn check<const N: usize>(u: &mut Unstructured) -> arbitrary::Result<()> {
                         let tol = e * (sum_tol(N, mag) + 8.0 * U32 * total.abs())
                             + 4.0 * U32 * (f64::from(ds[j]).abs() + (e * total).abs())
                             + TINY;
-                        assert_close(&format!("log_softmax_backward[{s}][{j}]"), os[j], want, tol);
+                        assert_close(
+                            || format!("log_softmax_backward[{s}][{j}]"),
+                            os[j],
+                            want,
+                            tol,
+                        );
                     }
                 }
             }
@@ -254,7 +264,7 @@ fn check<const N: usize>(u: &mut Unstructured) -> arbitrary::Result<()> {
                 tol += 4.0 * U32 * ((m - zf[ys as usize]).abs() + ls.abs()) + 1e-6;
             }
             let tol = tol / nf + sum_tol(n, want) / nf;
-            assert_close("mean loss", l, want / nf, tol);
+            assert_close(|| "mean loss".into(), l, want / nf, tol);
             for (s, ((zs, &ys), ds)) in z.iter().zip(&y).zip(&d).enumerate() {
                 let pw = softmax(&zs.map(f64::from));
                 let mut row_sum = 0.0;
@@ -262,7 +272,7 @@ fn check<const N: usize>(u: &mut Unstructured) -> arbitrary::Result<()> {
                     let onehot = if j == ys as usize { 1.0 } else { 0.0 };
                     let want = (pw[j] - onehot) / nf;
                     row_sum += f64::from(ds[j]);
-                    assert_close(&format!("dlogits[{s}][{j}]"), ds[j], want, 2e-6 / nf);
+                    assert_close(|| format!("dlogits[{s}][{j}]"), ds[j], want, 2e-6 / nf);
                 }
                 assert!(
                     row_sum.abs() <= 1e-5 * N as f64 / nf,

@@ -133,7 +133,7 @@ fn check<const I: usize, const O: usize>(u: &mut Unstructured) -> arbitrary::Res
                 }
                 for (j, e) in dense(layer.weights(), layer.bias(), xs).iter().enumerate() {
                     if small(e.v) && small(e.tol) {
-                        assert_close(&format!("y[{s}][{j}]"), ys[j], e.v, e.tol);
+                        assert_close(|| format!("y[{s}][{j}]"), ys[j], e.v, e.tol);
                     }
                 }
             }
@@ -196,18 +196,18 @@ fn check<const I: usize, const O: usize>(u: &mut Unstructured) -> arbitrary::Res
             for k in 0..I {
                 let e = odw[j][k];
                 if small(e.v) && small(e.tol) {
-                    assert_close(&format!("dW[{j}][{k}]"), g.w[j][k], e.v, e.tol);
+                    assert_close(|| format!("dW[{j}][{k}]"), g.w[j][k], e.v, e.tol);
                 }
             }
             let e = odb[j];
             if small(e.v) && small(e.tol) {
-                assert_close(&format!("db[{j}]"), g.b[j], e.v, e.tol);
+                assert_close(|| format!("db[{j}]"), g.b[j], e.v, e.tol);
             }
         }
         for (s, (row, orow)) in dx.iter().zip(&odx).enumerate() {
             for (k, (&got, e)) in row.iter().zip(orow).enumerate() {
                 if small(e.v) && small(e.tol) {
-                    assert_close(&format!("dx[{s}][{k}]"), got, e.v, e.tol);
+                    assert_close(|| format!("dx[{s}][{k}]"), got, e.v, e.tol);
                 }
             }
         }
@@ -229,7 +229,7 @@ fn check<const I: usize, const O: usize>(u: &mut Unstructured) -> arbitrary::Res
                 let want = e.v + f64::from(prior);
                 let tol = e.tol + sum_tol(n + 1, f64::from(prior).abs() + e.v.abs() + e.tol);
                 assert_close(
-                    &format!("Add mode (overwrite gave {over:e})"),
+                    || format!("Add mode (overwrite gave {over:e})"),
                     got,
                     want,
                     tol,

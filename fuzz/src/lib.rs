@@ -200,14 +200,17 @@ pub fn close(got: f32, want: f64, tol: f64) -> bool {
     got.is_finite() && (f64::from(got) - want).abs() <= tol
 }
 
-/// Asserts `close`, with a message naming the quantity.
+/// Asserts `close`, with a message naming the quantity. The name is built only on failure:
+/// formatting it for every check cost the targets most of their speed.
 #[track_caller]
-pub fn assert_close(what: &str, got: f32, want: f64, tol: f64) {
-    assert!(
-        close(got, want, tol),
-        "{what}: got {got:e}, want {want:e} +- {tol:e} (off by {:e})",
-        (f64::from(got) - want).abs()
-    );
+pub fn assert_close(what: impl FnOnce() -> String, got: f32, want: f64, tol: f64) {
+    if !close(got, want, tol) {
+        panic!(
+            "{}: got {got:e}, want {want:e} +- {tol:e} (off by {:e})",
+            what(),
+            (f64::from(got) - want).abs()
+        );
+    }
 }
 
 /// Error bound of a sum of `n` terms whose absolute values add up to `mag`, for any
