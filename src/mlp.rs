@@ -68,8 +68,8 @@ pub const TILE_SAMPLES: usize = TILE_BLOCKS * LANES;
 /// is about twice that. Nothing in the crate moves a model or a workspace once it exists:
 /// every method takes `&self` or `&mut self`. So build them where they will live:
 ///
-/// - **On the heap, with `std`:** [`Mlp::new_boxed`], [`Workspace::new_boxed`] and
-///   [`Gradients::new_boxed`] (they allocate). `Box::new(Mlp::ZERO)` followed by
+/// - **On the heap, with `std`:** `Mlp::new_boxed`, `Workspace::new_boxed` and
+///   `Gradients::new_boxed` (they allocate). `Box::new(Mlp::ZERO)` followed by
 ///   [`Mlp::init_glorot`] also works in optimized builds, but *not in debug builds*: without
 ///   optimization the value is copied several times on the stack on its way into the box,
 ///   and `Box::new(Mlp::<784, 256, 10>::ZERO)` (or `Box::default()`) overflows a 2 MiB thread
@@ -154,7 +154,7 @@ impl<const I: usize, const H: usize, const O: usize> Default for Gradients<I, H,
 /// about `4 * (TILE_SAMPLES * (I + 2H + O) + PARAMS)` bytes.
 ///
 /// For large models build it where it will live, as for the model (see [`Mlp`], "Large
-/// models"): [`Workspace::new_boxed`] with `std` (it allocates), or a `static` initialized
+/// models"): `Workspace::new_boxed` with `std` (it allocates), or a `static` initialized
 /// with [`Workspace::ZERO`], or a field of caller-provided memory. `Box::new(Workspace::ZERO)`
 /// overflows a 2 MiB stack in debug builds for 784-256-10 (the workspace is 1.5 MB).
 pub struct Workspace<const I: usize, const H: usize, const O: usize> {
