@@ -188,8 +188,8 @@ fn check<const I: usize, const O: usize>(u: &mut Unstructured) -> arbitrary::Res
         return Ok(());
     }
     r.expect("valid backward");
-    let finite_data = x.iter().chain([].iter()).flatten().all(|v| v.is_finite())
-        && dy.iter().flatten().all(|v| v.is_finite());
+    let finite_data =
+        x.iter().flatten().all(|v| v.is_finite()) && dy.iter().flatten().all(|v| v.is_finite());
     let (odw, odb, odx) = dense_backward(layer.weights(), &x, &dy);
     if finite_data {
         for j in 0..O {
