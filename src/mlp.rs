@@ -62,6 +62,40 @@ pub const TILE_SAMPLES: usize = TILE_BLOCKS * LANES;
 /// }
 /// assert!(model.loss(&x, &y).unwrap() < first);
 /// ```
+///
+/// # Large models
+/// A model is `4 * PARAMS` bytes, stored inline (784-256-10: 814 KB), and its [`Workspace`]
+/// is about twice that. Nothing in the crate moves a model or a workspace once it exists:
+/// every method takes `&self` or `&mut self`. So build them where they will live:
+///
+/// - **On the heap, with `std`:** `Mlp::new_boxed`, `Workspace::new_boxed` and
+///   `Gradients::new_boxed` (they allocate). `Box::new(Mlp::ZERO)` followed by
+///   [`Mlp::init_glorot`] also works in optimized builds, but *not in debug builds*: without
+///   optimization the value is copied several times on the stack on its way into the box,
+///   and `Box::new(Mlp::<784, 256, 10>::ZERO)` (or `Box::default()`) overflows a 2 MiB thread
+///   stack (measured: ROBUSTNESS.md).
+/// - **In a `static`:** `ZERO` is a `const`, so the value is laid out at compile time and
+///   never touches the stack, in any build and without `std` (use your platform's mutex or
+///   critical-section cell where `std::sync::Mutex` is unavailable):
+///
+/// ```
+/// use std::sync::Mutex;
+/// use fusedprop::{Mlp, Sgd, Workspace};
+///
+/// static MODEL: Mutex<Mlp<784, 256, 10>> = Mutex::new(Mlp::ZERO);
+/// static WS: Mutex<Workspace<784, 256, 10>> = Mutex::new(Workspace::ZERO);
+///
+/// let (mut model, mut ws) = (MODEL.lock().unwrap(), WS.lock().unwrap());
+/// model.init_glorot(7);
+/// let x = [[0.5; 784]; 2];
+/// let loss = model.train_step(&x, &[3, 9], &Sgd::new(0.01)?, &mut ws)?;
+/// assert!(loss.is_finite());
+/// # Ok::<(), fusedprop::Error>(())
+/// ```
+///
+/// - **In caller-provided memory:** any `&mut Mlp` will do (a field of a larger struct that
+///   is itself in a `static` or a box, an arena slot): initialize it in place with
+///   [`Mlp::init_glorot`] or [`Mlp::read_params`].
 #[derive(Clone, PartialEq)]
 pub struct Mlp<const I: usize, const H: usize, const O: usize> {
     hidden: Dense<I, H>,
@@ -83,6 +117,14 @@ impl<const I: usize, const H: usize, const O: usize> Gradients<I, H, O> {
         hidden: DenseGrads::ZERO,
         output: DenseGrads::ZERO,
     };
+
+    /// Zero gradients on the heap, for large models in debug builds too (see [`Mlp`],
+    /// "Large models"). Std only; allocates, as [`Workspace::new_boxed`].
+    #[cfg(feature = "std")]
+    #[must_use]
+    pub fn new_boxed() -> std::boxed::Box<Self> {
+        boxed_off_stack(|| Self::ZERO)
+    }
 
     /// The gradients flattened in [`Mlp::write_params`] order into `out`.
     ///
@@ -111,7 +153,10 @@ impl<const I: usize, const H: usize, const O: usize> Default for Gradients<I, H,
 /// reused across steps, so that no step allocates. Its size is fixed by the model's shape:
 /// about `4 * (TILE_SAMPLES * (I + 2H + O) + PARAMS)` bytes.
 ///
-/// For large models, build it in place: `Box::new(Workspace::ZERO)` or a `static`.
+/// For large models build it where it will live, as for the model (see [`Mlp`], "Large
+/// models"): `Workspace::new_boxed` with `std` (it allocates), or a `static` initialized
+/// with [`Workspace::ZERO`], or a field of caller-provided memory. `Box::new(Workspace::ZERO)`
+/// overflows a 2 MiB stack in debug builds for 784-256-10 (the workspace is 1.5 MB).
 pub struct Workspace<const I: usize, const H: usize, const O: usize> {
     x: [[Lane; I]; TILE_BLOCKS],
     a: [[Lane; H]; TILE_BLOCKS],
@@ -134,6 +179,17 @@ impl<const I: usize, const H: usize, const O: usize> Workspace<I, H, O> {
     #[must_use]
     pub fn new() -> Self {
         Self::ZERO
+    }
+
+    /// A zeroed workspace on the heap, built without a stack copy of it in the caller's
+    /// thread, so it works for large models in debug builds too (see [`Mlp`], "Large models").
+    ///
+    /// Std only; allocates the box, and for the duration of the call a short-lived thread
+    /// whose stack holds the value while it is built.
+    #[cfg(feature = "std")]
+    #[must_use]
+    pub fn new_boxed() -> std::boxed::Box<Self> {
+        boxed_off_stack(|| Self::ZERO)
     }
 }
 
@@ -189,6 +245,24 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
     #[must_use]
     pub fn new(seed: u64) -> Self {
         let mut m = Self::ZERO;
+        m.init_glorot(seed);
+        m
+    }
+
+    /// [`Mlp::new`] on the heap, built without a stack copy of the model in the caller's
+    /// thread, so it works for large models in debug builds too (see "Large models" above).
+    ///
+    /// Std only; allocates the box, and for the duration of the call a short-lived thread
+    /// whose stack holds the zero model while it is boxed.
+    ///
+    /// ```
+    /// let big = fusedprop::Mlp::<784, 256, 10>::new_boxed(7);
+    /// assert_eq!(*big, fusedprop::Mlp::new(7));
+    /// ```
+    #[cfg(feature = "std")]
+    #[must_use]
+    pub fn new_boxed(seed: u64) -> std::boxed::Box<Self> {
+        let mut m = boxed_off_stack(|| Self::ZERO);
         m.init_glorot(seed);
         m
     }
@@ -309,12 +383,15 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
     ///
     /// # Errors
     /// [`Error::LengthMismatch`] if `out.len() != x.len()`; [`Error::NonFinite`] (`"input"`)
-    /// if an input is not finite.
+    /// if an input is not finite, or (`"logit"`) if a sample's logits overflow `f32` (finite
+    /// inputs and weights so large that `W x` does not fit), which would make its
+    /// probabilities NaN. On error `out` may be partly written.
     pub fn predict_proba(&self, x: &[[f32; I]], out: &mut [[f32; O]]) -> Result<(), Error> {
         same_len("outputs", x.len(), out.len())?;
         let mut z = [lanes::zero(); O];
         for (block, (xs, os)) in x.chunks(LANES).zip(out.chunks_mut(LANES)).enumerate() {
             self.logits_block(xs, block * LANES, &mut z)?;
+            finite_logits(&z, xs.len(), block * LANES)?;
             let s = exp_shifted_block(&mut z);
             for v in &mut z {
                 *v = lanes::div(*v, s);
@@ -333,6 +410,7 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
         let mut z = [lanes::zero(); O];
         for (block, (xs, os)) in x.chunks(LANES).zip(out.chunks_mut(LANES)).enumerate() {
             self.logits_block(xs, block * LANES, &mut z)?;
+            finite_logits(&z, xs.len(), block * LANES)?;
             let best = argmax_block(&z).to_array();
             for (o, b) in os.iter_mut().zip(best) {
                 *o = b as u32;
@@ -356,7 +434,8 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
     ///
     /// # Errors
     /// [`Error::EmptyBatch`], [`Error::LengthMismatch`], [`Error::LabelOutOfRange`],
-    /// [`Error::NonFinite`] for a non-finite input or loss.
+    /// [`Error::NonFinite`] for a non-finite input or loss (a sample's, or the sum over the batch
+    /// with `index: None`).
     pub fn loss(&self, x: &[[f32; I]], labels: &[u32]) -> Result<f32, Error> {
         check_batch::<I, O>(x, labels)?;
         let mut z = [lanes::zero(); O];
@@ -367,19 +446,23 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
             finite_loss(l, ls.len(), block * LANES)?;
             total += l;
         }
+        finite_total(total)?;
         Ok(lanes::sum(total) / x.len() as f32)
     }
 
     /// Fraction of samples whose predicted class is the label.
     ///
     /// # Errors
-    /// As [`Mlp::loss`].
+    /// [`Error::EmptyBatch`], [`Error::LengthMismatch`], [`Error::LabelOutOfRange`],
+    /// [`Error::NonFinite`] for a non-finite input, or overflowing logits as in
+    /// [`Mlp::predict`] (where the predicted class would be meaningless).
     pub fn accuracy(&self, x: &[[f32; I]], labels: &[u32]) -> Result<f32, Error> {
         check_batch::<I, O>(x, labels)?;
         let mut z = [lanes::zero(); O];
         let mut correct = 0usize;
         for (block, (xs, ls)) in x.chunks(LANES).zip(labels.chunks(LANES)).enumerate() {
             self.logits_block(xs, block * LANES, &mut z)?;
+            finite_logits(&z, xs.len(), block * LANES)?;
             let best = argmax_block(&z).to_array();
             correct += ls
                 .iter()
@@ -394,7 +477,9 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
     /// `grads` (overwritten); returns the mean loss. The model is not changed.
     ///
     /// # Errors
-    /// As [`Mlp::loss`]. On error `grads` may be partly written.
+    /// As [`Mlp::loss`], and [`Error::NonFinite`] (`"gradient"`, index in
+    /// [`Mlp::write_params`] order) if a gradient overflows `f32` although the loss is finite.
+    /// On error `grads` may be partly written.
     pub fn gradients(
         &self,
         x: &[[f32; I]],
@@ -406,7 +491,20 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
         // `&self` cannot run the fused update; a scratch copy would cost a model. Instead the
         // shared pass is driven with `Finish::Gradients`, which never writes a weight.
         let mut this = MlpRef::Shared(self);
-        run(&mut this, x, labels, ws, Finish::Gradients(grads))
+        let loss = run(&mut this, x, labels, ws, Finish::Gradients(grads))?;
+        // A finite loss does not bound the gradient (`dW2 = dz a^T` overflows with huge
+        // activations): found by the `inference` fuzz target, which got `Ok` with `-inf`.
+        let flat = grads.hidden.w.iter().flatten().chain(&grads.hidden.b);
+        let mut flat = flat
+            .chain(grads.output.w.iter().flatten())
+            .chain(&grads.output.b);
+        match flat.position(|g| !g.is_finite()) {
+            None => Ok(loss),
+            Some(index) => Err(Error::NonFinite {
+                what: "gradient",
+                index: Some(index),
+            }),
+        }
     }
 
     /// One step of SGD on the batch (full batch or mini-batch), the update fused into the
@@ -516,6 +614,7 @@ fn run<const I: usize, const H: usize, const O: usize>(
             param_grads_tile(wx, dh, hid_sink);
             continue;
         }
+        finite_total(fw.loss)?;
         match &mut finish {
             Finish::Gradients(g) => {
                 let (out_sink, hid_sink) = if t == 0 {
@@ -667,6 +766,25 @@ fn check_inputs<const I: usize>(
     })
 }
 
+/// Errors with the first of the block's `n` samples whose logits are not finite: finite
+/// inputs and weights can still overflow `f32` (found by the `inference` fuzz target, where
+/// inputs of `±f32::MAX` gave NaN probabilities).
+#[inline(always)]
+fn finite_logits<const O: usize>(z: &[Lane; O], n: usize, first: usize) -> Result<(), Error> {
+    let mut ok = lanes::zero();
+    for &v in z {
+        // v * 0 is 0 for finite v and NaN for NaN or infinity.
+        ok += v * lanes::zero();
+    }
+    match lanes::first_non_finite(ok, n) {
+        None => Ok(()),
+        Some(s) => Err(Error::NonFinite {
+            what: "logit",
+            index: Some(first + s),
+        }),
+    }
+}
+
 /// Errors with the index of the first sample whose loss is not finite.
 #[inline(always)]
 fn finite_loss(l: Lane, n: usize, first: usize) -> Result<(), Error> {
@@ -676,6 +794,43 @@ fn finite_loss(l: Lane, n: usize, first: usize) -> Result<(), Error> {
             what: "loss",
             index: Some(first + s),
         }),
+    }
+}
+
+/// `Box::new(make())` on a short-lived thread whose stack has room for several copies of
+/// `T`: without optimization (debug builds) a value is copied more than once on the stack on
+/// its way into a box, which overflows the caller's stack for large models. With `unsafe`
+/// (`Box::new_zeroed`) the copy could be avoided altogether; this crate forbids `unsafe`.
+#[cfg(feature = "std")]
+fn boxed_off_stack<T: Send + 'static>(make: fn() -> T) -> std::boxed::Box<T> {
+    use std::boxed::Box;
+    let stack = core::mem::size_of::<T>()
+        .saturating_mul(4)
+        .saturating_add(1 << 20);
+    match std::thread::Builder::new()
+        .stack_size(stack)
+        .spawn(move || Box::new(make()))
+    {
+        Ok(thread) => thread
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+        // No thread to be had: build it here, as the caller would have.
+        Err(_) => Box::new(make()),
+    }
+}
+
+/// Refuses a batch whose samples' losses are each finite but whose sum overflows `f32`
+/// (found by the `train_step` fuzz target: the step was applied and returned an infinite
+/// loss). Checked before the last tile writes a weight.
+#[inline]
+fn finite_total(per_lane: Lane) -> Result<(), Error> {
+    if lanes::sum(per_lane).is_finite() {
+        Ok(())
+    } else {
+        Err(Error::NonFinite {
+            what: "loss",
+            index: None,
+        })
     }
 }
 
