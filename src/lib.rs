@@ -80,6 +80,8 @@ mod lanes;
 pub mod loss;
 pub mod mlp;
 pub mod optim;
+#[doc(hidden)]
+pub mod reference;
 pub mod rng;
 
 pub use activation::{
