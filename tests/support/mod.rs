@@ -113,6 +113,22 @@ pub const FUSED_SGD: Tol = Tol { abs: 0.0, rel: 0.0 };
 /// error below eight times the smallest normal `f32` (1.2e-38) that no relative bound covers.
 pub const UNDERFLOW: f64 = 8.0 * f32::MIN_POSITIVE as f64;
 
+/// Golden values (tests/golden.rs): a 2-3-2 network whose every quantity is below 2 in
+/// magnitude, each result a chain of at most about ten `f32` roundings (three-term sums,
+/// one `exp` per logit, one `ln`), against float64 literals from numpy: `16 u ~ 1e-6`
+/// absolute. Mean-vs-sum (a factor of 3) and sign mistakes miss it by five orders.
+pub const GOLDEN: Tol = Tol {
+    abs: 16.0 * U32,
+    rel: 0.0,
+};
+
+/// The oracle against the same numpy literals: both float64, different summation orders,
+/// `exp` and `ln` within a few ulp: `1e-14`.
+pub const GOLDEN_ORACLE: Tol = Tol {
+    abs: 1e-14,
+    rel: 0.0,
+};
+
 /// Asserts `|got - want| <= tol.abs * scale + tol.rel * |want| + UNDERFLOW` (NaN fails),
 /// naming `what`.
 #[track_caller]
