@@ -76,6 +76,8 @@ extern crate std;
 pub mod activation;
 pub mod dense;
 mod error;
+#[cfg(feature = "std")]
+pub mod gradcheck;
 mod lanes;
 pub mod loss;
 pub mod mlp;
