@@ -152,7 +152,9 @@ model_vs_oracle! {
     mlp_matches_oracle_9_16_17: 9, 16, 17, batch 1..=70, cases 24;
     mlp_matches_oracle_16_17_32: 16, 17, 32, batch 1..=70, cases 16;
     mlp_matches_oracle_17_32_33: 17, 32, 33, batch 1..=70, cases 16;
+    // One class: the loss and every gradient are exactly 0 (softmax of one logit is 1).
     mlp_matches_oracle_32_33_1: 32, 33, 1, batch 1..=70, cases 16;
+    mlp_matches_oracle_32_8_3: 32, 8, 3, batch 1..=70, cases 16;
     mlp_matches_oracle_33_1_3: 33, 1, 3, batch 1..=70, cases 24;
     mlp_matches_oracle_4_32_3_iris: 4, 32, 3, batch 1..=70, cases 24;
     mlp_matches_oracle_multi_tile_4_32_3: 4, 32, 3, batch 129..=300, cases 8;
