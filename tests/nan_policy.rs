@@ -348,3 +348,116 @@ fn non_finite_parameters_are_refused() {
     }
     assert!(Sgd::new(0.0).is_err() && Sgd::new(-0.1).is_err() && Sgd::new(-0.0).is_err());
 }
+
+/// The refusal bound of the fused steps, at its documented margin: an update is applied only
+/// if `|w| + lr * (bound on |g|)` stays below `f32::MAX / 16`. Just inside is accepted and
+/// stays finite; just outside is refused although this particular update would have been
+/// finite (the bound is deliberately conservative, and the margin is part of the contract).
+#[test]
+fn dense_refusal_margin() {
+    let sgd = Sgd::new(1e-3).unwrap();
+    let layer = Dense::<2, 1>::from_weights([[1.0, 1.0]], [0.0]).unwrap();
+    let refused = Err(Error::NonFinite {
+        what: "gradient",
+        index: None,
+    });
+    // |dW| <= sum_s max_j |dy_sj| * max(1, max |x|) = 1e19 * 1e19 = 1e38 > f32::MAX / 16.
+    let mut l = layer.clone();
+    let r = l.backward_sgd(
+        &[[1e19, 0.0]],
+        &[[1e19]],
+        None,
+        &sgd,
+        &mut DenseGrads::default(),
+    );
+    assert_eq!(r, refused);
+    assert_eq!(l, layer);
+    // 1e18 * 1e18 = 1e36 < f32::MAX / 16: accepted, finite.
+    let mut l = layer.clone();
+    l.backward_sgd(
+        &[[1e18, 0.0]],
+        &[[1e18]],
+        None,
+        &sgd,
+        &mut DenseGrads::default(),
+    )
+    .unwrap();
+    assert_eq!(l.weights()[0][0], 1.0 - 1e-3 * 1e36);
+    assert_eq!(l.weights()[0][1], 1.0);
+    assert_eq!(l.bias()[0], -1e-3 * 1e18);
+    // The bound sums over samples: 20 samples of 2e17 * 1e19 sum to 4e37 > f32::MAX / 16,
+    // though each sample alone (2e36) is far inside.
+    let mut l = layer.clone();
+    let x = vec![[1e19f32, 0.0]; 20];
+    let dy = vec![[2e17f32]; 20];
+    assert_eq!(
+        l.backward_sgd(&x, &dy, None, &sgd, &mut DenseGrads::default()),
+        refused
+    );
+    // Weights already beyond the margin: any step is refused, even a tiny one.
+    let big = Dense::<2, 1>::from_weights([[3e37, 0.0]], [0.0]).unwrap();
+    let mut l = big.clone();
+    let r = l.backward_sgd(
+        &[[1.0, 1.0]],
+        &[[1e-3]],
+        None,
+        &sgd,
+        &mut DenseGrads::default(),
+    );
+    assert_eq!(r, refused);
+    assert_eq!(l, big);
+    // Inputs below 1 do not shrink the bound below sum |dy| (the bias gradient).
+    let mut l = layer.clone();
+    let r = l.backward_sgd(
+        &[[1e-30, 0.0]],
+        &[[3e37]],
+        None,
+        &Sgd::new(1.0).unwrap(),
+        &mut DenseGrads::default(),
+    );
+    assert_eq!(r, refused);
+}
+
+#[test]
+fn mlp_refusal_margin() {
+    let sgd = Sgd::new(1e-3).unwrap();
+    let refused = Err(Error::NonFinite {
+        what: "gradient",
+        index: None,
+    });
+    // Output layer: |dW2| <= max a. a = 1e19 * 1e19 = 1e38 is refused, 1e36 accepted.
+    for (x, ok) in [(1e19f32, false), (1e18, true)] {
+        let model =
+            Mlp::<1, 1, 2>::from_weights([[x]], [0.0], [[1e-30], [-1e-30]], [0.0; 2]).unwrap();
+        let mut m = model.clone();
+        let r = m.train_step(&[[x]], &[1], &sgd, &mut Workspace::new());
+        if ok {
+            assert!(r.unwrap().is_finite());
+            assert_ne!(params(&m), params(&model));
+            let mut p = vec![0.0; 6];
+            m.write_params(&mut p).unwrap();
+            assert!(p.iter().all(|v| v.is_finite()));
+        } else {
+            assert_eq!(r.map(|_| ()), refused.map(|_: ()| ()));
+            assert_eq!(params(&m), params(&model));
+        }
+    }
+    // Hidden layer: |dW1| <= O max(1, max|W2|) max(1, max|x|) = 2 * 1.5e18 * 1e19 = 3e37,
+    // refused; with max|W2| = 5e17 it is 1e37, accepted.
+    for (w2, ok) in [(1.5e18f32, false), (5e17, true)] {
+        let model =
+            Mlp::<1, 1, 2>::from_weights([[1e-30]], [0.0], [[w2], [-w2]], [0.0; 2]).unwrap();
+        let mut m = model.clone();
+        let r = m.train_step(&[[1e19]], &[1], &sgd, &mut Workspace::new());
+        assert_eq!(r.is_ok(), ok, "max|W2| = {w2}: {r:?}");
+        assert_eq!(params(&m) == params(&model), !ok);
+    }
+    // Weights beyond the margin refuse even a small step (hidden, then output layer).
+    for (w1, w2) in [(3e37f32, 1.0f32), (1.0, 3e37)] {
+        let model = Mlp::<1, 1, 2>::from_weights([[w1]], [0.0], [[w2], [0.0]], [0.0; 2]).unwrap();
+        let mut m = model.clone();
+        let r = m.train_step(&[[-1.0]], &[0], &sgd, &mut Workspace::new());
+        assert_eq!(r.map(|_| ()), refused.map(|_: ()| ()), "w1 {w1}, w2 {w2}");
+        assert_eq!(params(&m), params(&model));
+    }
+}
