@@ -125,7 +125,11 @@ fn check_backward<const I: usize, const O: usize>(
     // them, so it is bit for bit `backward` followed by that update (FUSED_SGD).
     let sgd = Sgd::new(0.125).expect("valid");
     let mut fused = l.clone();
-    let mut scratch = DenseGrads::ZERO;
+    // The scratch's contents on entry must not matter (one block or many).
+    let mut scratch = DenseGrads {
+        w: [[f32::NAN; I]; O],
+        b: [f32::NAN; O],
+    };
     let mut fused_dx = vec![[f32::NAN; I]; n];
     fused
         .backward_sgd(x, dy, Some(&mut fused_dx), &sgd, &mut scratch)
