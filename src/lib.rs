@@ -76,10 +76,14 @@ extern crate std;
 pub mod activation;
 pub mod dense;
 mod error;
+#[cfg(feature = "std")]
+pub mod gradcheck;
 mod lanes;
 pub mod loss;
 pub mod mlp;
 pub mod optim;
+#[doc(hidden)]
+pub mod reference;
 pub mod rng;
 
 /// The README's Rust examples are compiled and run as doctests.

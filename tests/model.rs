@@ -1,0 +1,177 @@
+//! The whole `Mlp` against the f64 oracle: the loss and every parameter gradient
+//! (`Mlp::gradients`, read back through `Gradients::write_flat`), `predict_proba`, and the
+//! fused SGD step (`Mlp::train_step`) against `gradients` followed by `w - lr * g`, which
+//! must agree bit for bit. Shapes draw `I`, `H` and `O` from {1, 3, 4, 8, 9, 16, 17, 32, 33}
+//! (every value in every position), batches of 1 to 70 samples (partial sixteen-sample
+//! blocks, one tile) and of 129 to 300 (two and three 128-sample tiles).
+
+#![allow(
+    clippy::needless_range_loop,
+    reason = "index loops read like the formulas they check"
+)]
+
+mod support;
+
+use fusedprop::reference::MlpParams;
+use fusedprop::{Gradients, Mlp, Sgd, Workspace};
+use proptest::prelude::*;
+use support::*;
+
+/// The tolerance of an `Mlp` result against the oracle: the longest chain of sums has
+/// `N + I + H + O` terms (the batch sum, both layers, the softmax), each rounding adding at
+/// most `u` times the scale of the terms (the `gamma_n` bound, tests/support), and `exp`/`ln`
+/// add a few ulp: `abs = 4 (N + I + H + O + 8) u` times the scale. This is the `MLP` row
+/// of the table, made concrete for a shape and batch.
+fn mlp_tol(n: usize, i: usize, h: usize, o: usize) -> Tol {
+    Tol {
+        abs: MLP.abs_per_term * (n + i + h + o + 8) as f64,
+        rel: MLP.rel,
+    }
+}
+
+/// Scales of the gradient sums: the oracle's chain rule with every quantity replaced by an
+/// upper bound of its magnitude (`|dz| <= 1/N`, `|W|`, `|x|`, `a >= 0`), so that an entry's
+/// scale bounds the sum of the absolute values of the terms it was computed from.
+fn gradient_scales<const I: usize, const H: usize, const O: usize>(
+    p: &MlpParams<I, H, O>,
+    x: &[[f32; I]],
+) -> (MlpParams<I, H, O>, f64) {
+    let n = x.len() as f64;
+    let mut s = MlpParams::<I, H, O>::ZERO;
+    let mut logit_scale = 1.0f64;
+    for xs in x {
+        let a = p.hidden(xs);
+        let dz = 1.0 / n;
+        for j in 0..O {
+            s.b2[j] += dz;
+            let mut zs = p.b2[j].abs();
+            for k in 0..H {
+                s.w2[j][k] += dz * a[k];
+                zs += p.w2[j][k].abs() * a[k];
+            }
+            logit_scale = logit_scale.max(zs);
+        }
+        for k in 0..H {
+            let dh: f64 = (0..O).map(|j| p.w2[j][k].abs() * dz).sum();
+            // The mask is taken from the oracle; where f32 and f64 could disagree about the
+            // sign of a pre-activation the scale would not help, but random weights never land
+            // within rounding of the kink.
+            s.b1[k] += dh;
+            for i in 0..I {
+                s.w1[k][i] += dh * f64::from(xs[i].abs());
+            }
+        }
+    }
+    (s, logit_scale)
+}
+
+fn check_model<const I: usize, const H: usize, const O: usize>(
+    seed: u64,
+    x: &[[f32; I]],
+    y: &[u32],
+) {
+    let n = x.len();
+    let model = mlp_from_seed::<I, H, O>(seed);
+    let p = MlpParams::from_mlp(&model);
+    let mut want = MlpParams::ZERO;
+    let want_loss = p.gradients(x, y, &mut want);
+    let (scales, logit_scale) = gradient_scales(&p, x);
+    let tol = mlp_tol(n, I, H, O);
+
+    let mut ws = Box::new(Workspace::<I, H, O>::ZERO);
+    let mut g = Box::new(Gradients::<I, H, O>::ZERO);
+    let loss = model.gradients(x, y, &mut g, &mut ws).expect("valid batch");
+    let what = format_args!("Mlp<{I},{H},{O}> gradients loss, N = {n}");
+    assert_close(loss.into(), want_loss, logit_scale, tol, &what);
+    let what = format_args!("Mlp<{I},{H},{O}>::loss, N = {n}");
+    let plain_loss = model.loss(x, y).expect("valid batch");
+    assert_close(plain_loss.into(), want_loss, logit_scale, tol, &what);
+
+    let mut flat = vec![0.0f32; Mlp::<I, H, O>::PARAMS];
+    g.write_flat(&mut flat).expect("length");
+    for (i, &got) in flat.iter().enumerate() {
+        let what = format_args!("Mlp<{I},{H},{O}> gradient {i}, N = {n}, seed {seed}");
+        assert_close(got.into(), want.get(i), scales.get(i), tol, &what);
+    }
+
+    // predict_proba against the oracle's softmax of the oracle's logits: a logit error of
+    // `d` moves a probability by at most `2 d` (softmax is 1-Lipschitz per coordinate ...).
+    let mut proba = vec![[0.0f32; O]; n];
+    model.predict_proba(x, &mut proba).expect("finite");
+    for (s, (xs, ps)) in x.iter().zip(&proba).enumerate() {
+        let want_p = fusedprop::reference::softmax(&p.logits(xs));
+        for j in 0..O {
+            let what = format_args!("Mlp<{I},{H},{O}>::predict_proba [{s}][{j}]");
+            assert_close(ps[j].into(), want_p[j], 2.0 * logit_scale, tol, &what);
+        }
+    }
+
+    // The fused step is `gradients` then `w - lr * g`, bit for bit (FUSED_SGD).
+    let lr = 0.05f32;
+    let mut stepped = model.clone();
+    let step_loss = stepped
+        .train_step(x, y, &Sgd::new(lr).expect("valid"), &mut ws)
+        .expect("finite step");
+    assert_eq!(
+        step_loss.to_bits(),
+        loss.to_bits(),
+        "train_step loss vs gradients loss"
+    );
+    let mut before = vec![0.0f32; Mlp::<I, H, O>::PARAMS];
+    model.write_params(&mut before).expect("length");
+    let mut after = vec![0.0f32; Mlp::<I, H, O>::PARAMS];
+    stepped.write_params(&mut after).expect("length");
+    for (i, ((w, gr), got)) in before.iter().zip(&flat).zip(&after).enumerate() {
+        let expected = w - lr * gr;
+        assert_eq!(
+            got.to_bits(),
+            expected.to_bits(),
+            "Mlp<{I},{H},{O}> train_step parameter {i}: {got} vs w - lr g = {expected} \
+             (N = {n}, seed {seed})"
+        );
+    }
+}
+
+macro_rules! model_vs_oracle {
+    ($($name:ident: $i:literal, $h:literal, $o:literal, batch $lo:literal ..= $hi:literal, cases $c:literal;)*) => {$(
+        proptest! {
+            #![proptest_config(cases($c))]
+            #[test]
+            fn $name(seed in any::<u64>(), (x, y) in batch::<$i, $o>($lo..=$hi, 3.0)) {
+                check_model::<$i, $h, $o>(seed, &x, &y);
+            }
+        }
+    )*};
+}
+
+model_vs_oracle! {
+    mlp_matches_oracle_1_3_4: 1, 3, 4, batch 1..=70, cases 24;
+    mlp_matches_oracle_3_4_8: 3, 4, 8, batch 1..=70, cases 24;
+    mlp_matches_oracle_4_8_9: 4, 8, 9, batch 1..=70, cases 24;
+    mlp_matches_oracle_8_9_16: 8, 9, 16, batch 1..=70, cases 24;
+    mlp_matches_oracle_9_16_17: 9, 16, 17, batch 1..=70, cases 24;
+    mlp_matches_oracle_16_17_32: 16, 17, 32, batch 1..=70, cases 16;
+    mlp_matches_oracle_17_32_33: 17, 32, 33, batch 1..=70, cases 16;
+    // One class: the loss and every gradient are exactly 0 (softmax of one logit is 1).
+    mlp_matches_oracle_32_33_1: 32, 33, 1, batch 1..=70, cases 16;
+    mlp_matches_oracle_32_8_3: 32, 8, 3, batch 1..=70, cases 16;
+    mlp_matches_oracle_33_1_3: 33, 1, 3, batch 1..=70, cases 24;
+    mlp_matches_oracle_4_32_3_iris: 4, 32, 3, batch 1..=70, cases 24;
+    mlp_matches_oracle_multi_tile_4_32_3: 4, 32, 3, batch 129..=300, cases 8;
+    mlp_matches_oracle_multi_tile_9_16_17: 9, 16, 17, batch 129..=300, cases 6;
+    mlp_matches_oracle_multi_tile_33_1_3: 33, 1, 3, batch 129..=300, cases 6;
+    mlp_matches_oracle_multi_tile_1_33_8: 1, 33, 8, batch 129..=300, cases 6;
+}
+
+/// The tile boundaries exactly: 127, 128, 129, 256 and 257 samples.
+#[test]
+fn mlp_matches_oracle_at_tile_boundaries() {
+    let mut rng = fusedprop::rng::SplitMix64::new(99);
+    for n in [16, 17, 127, 128, 129, 256, 257] {
+        let x: Vec<[f32; 3]> = (0..n)
+            .map(|_| [rng.uniform(3.0), rng.uniform(3.0), rng.uniform(3.0)])
+            .collect();
+        let y: Vec<u32> = (0..n).map(|_| (rng.next_u64() % 5) as u32).collect();
+        check_model::<3, 9, 5>(n as u64, &x, &y);
+    }
+}
