@@ -197,9 +197,14 @@ impl<const I: usize, const O: usize> Dense<I, O> {
     }
 
     /// The largest `|w|` and `|b|` of the layer.
+    // PERF: runs before every training step. For finite floats with the sign bit cleared the
+    // integer order of the bits is the numeric order, and an integer maximum vectorizes
+    // (`f32::max` with its NaN rules does not). The weights are finite by construction; a
+    // NaN would come out as NaN, which refuses the step.
     pub(crate) fn max_abs(&self) -> f32 {
-        let flat = self.w.iter().flatten().chain(self.b.iter());
-        flat.fold(0.0f32, |m, v| m.max(v.abs()))
+        let bits = |m: u32, v: &f32| m.max(v.to_bits() & 0x7fff_ffff);
+        let m = self.w.as_flattened().iter().fold(0u32, bits);
+        f32::from_bits(self.b.iter().fold(m, bits))
     }
 
     /// `y = W x + b` for one sample.
@@ -348,37 +353,34 @@ impl<const I: usize, const O: usize> Dense<I, O> {
     /// `z[j] = b[j] + sum_k W[j][k] x[k]` for one block of sixteen samples.
     // PERF: outputs are produced four at a time so that four independent FMA chains hide the
     // FMA latency (4 cycles on Zen 4) when `I` is long; each `x[k]` lane is loaded once per
-    // four outputs and each weight is a broadcast from memory.
+    // four outputs and each weight is a broadcast from memory (folded into the FMA). The
+    // last `O % 4` outputs run together in one pass (3 chains for Iris's output layer), not
+    // one output at a time.
     #[inline]
     pub(crate) fn forward_block(&self, x: &[Lane; I], z: &mut [Lane; O]) {
         let mut j = 0;
         while j + 4 <= O {
-            let (w0, w1, w2, w3) = (&self.w[j], &self.w[j + 1], &self.w[j + 2], &self.w[j + 3]);
-            let mut a0 = lanes::splat(self.b[j]);
-            let mut a1 = lanes::splat(self.b[j + 1]);
-            let mut a2 = lanes::splat(self.b[j + 2]);
-            let mut a3 = lanes::splat(self.b[j + 3]);
-            for (k, &xk) in x.iter().enumerate() {
-                a0 = lanes::fma(lanes::splat(w0[k]), xk, a0);
-                a1 = lanes::fma(lanes::splat(w1[k]), xk, a1);
-                a2 = lanes::fma(lanes::splat(w2[k]), xk, a2);
-                a3 = lanes::fma(lanes::splat(w3[k]), xk, a3);
-            }
-            z[j] = a0;
-            z[j + 1] = a1;
-            z[j + 2] = a2;
-            z[j + 3] = a3;
+            self.forward_rows::<4>(x, z, j);
             j += 4;
         }
-        while j < O {
-            let wj = &self.w[j];
-            let mut a = lanes::splat(self.b[j]);
-            for (k, &xk) in x.iter().enumerate() {
-                a = lanes::fma(lanes::splat(wj[k]), xk, a);
-            }
-            z[j] = a;
-            j += 1;
+        match O - j {
+            3 => self.forward_rows::<3>(x, z, j),
+            2 => self.forward_rows::<2>(x, z, j),
+            1 => self.forward_rows::<1>(x, z, j),
+            _ => {}
         }
+    }
+
+    /// Outputs `j..j + JN` of [`Dense::forward_block`], `JN` independent chains over `k`.
+    #[inline(always)]
+    fn forward_rows<const JN: usize>(&self, x: &[Lane; I], z: &mut [Lane; O], j: usize) {
+        let mut acc: [Lane; JN] = core::array::from_fn(|jj| lanes::splat(self.b[j + jj]));
+        for (k, &xk) in x.iter().enumerate() {
+            for (jj, a) in acc.iter_mut().enumerate() {
+                *a = lanes::fma(lanes::splat(self.w[j + jj][k]), xk, *a);
+            }
+        }
+        z[j..j + JN].copy_from_slice(&acc);
     }
 
     /// `dx[k] = sum_j W[j][k] dz[j]` for one block of samples.
@@ -481,9 +483,13 @@ impl<const I: usize, const O: usize> Sink<'_, I, O> {
 ///
 /// Padded samples of a partial block must have `dz == 0` (the loss kernels guarantee it), so
 /// they add nothing.
-// PERF: a 4x4 register tile of accumulators over (j, k): per block it loads 4 `dz` and 4 `x`
-// lanes for 16 FMAs. The sum over samples stays in registers across all blocks of the tile;
-// each accumulator is reduced horizontally once per tile, not once per block.
+// PERF: register tiles of up to 4 x 4 accumulators over (j, k): per block a tile loads up to
+// 4 `dz` and 4 `x` lanes for 16 FMAs (two FMAs per load, within Zen 4's two loads and two
+// 256-bit FMA halves a cycle). The sum over samples stays in registers across all blocks of
+// the tile, and the sixteen accumulators of a register tile are reduced across lanes
+// together by `lanes::sum16` (under three operations a weight instead of about eight).
+// Edge tiles (`O` or `I` not a multiple of 4, like the 3 outputs of Iris) use the same
+// kernel with fewer accumulators, never a one-accumulator loop.
 pub(crate) fn param_grads_tile<const I: usize, const O: usize>(
     x: &[[Lane; I]],
     dz: &[[Lane; O]],
@@ -495,42 +501,70 @@ pub(crate) fn param_grads_tile<const I: usize, const O: usize>(
         let mut k = 0;
         while k < I {
             let kn = (I - k).min(4);
-            if jn == 4 && kn == 4 {
-                let mut acc = [[lanes::zero(); 4]; 4];
-                for (xb, db) in x.iter().zip(dz) {
-                    let xs = [xb[k], xb[k + 1], xb[k + 2], xb[k + 3]];
-                    for (jj, row) in acc.iter_mut().enumerate() {
-                        let d = db[j + jj];
-                        for (a, &xv) in row.iter_mut().zip(&xs) {
-                            *a = lanes::fma(d, xv, *a);
-                        }
-                    }
-                }
-                for (jj, row) in acc.iter().enumerate() {
-                    for (kk, a) in row.iter().enumerate() {
-                        sink.weight(j + jj, k + kk, lanes::sum(*a));
-                    }
-                }
-            } else {
-                for jj in 0..jn {
-                    for kk in 0..kn {
-                        let mut a = lanes::zero();
-                        for (xb, db) in x.iter().zip(dz) {
-                            a = lanes::fma(db[j + jj], xb[k + kk], a);
-                        }
-                        sink.weight(j + jj, k + kk, lanes::sum(a));
-                    }
-                }
+            match (jn, kn) {
+                (4, 4) => grad_tile::<I, O, 4, 4>(x, dz, j, k, &mut sink),
+                (4, 3) => grad_tile::<I, O, 4, 3>(x, dz, j, k, &mut sink),
+                (4, 2) => grad_tile::<I, O, 4, 2>(x, dz, j, k, &mut sink),
+                (4, _) => grad_tile::<I, O, 4, 1>(x, dz, j, k, &mut sink),
+                (3, 4) => grad_tile::<I, O, 3, 4>(x, dz, j, k, &mut sink),
+                (3, 3) => grad_tile::<I, O, 3, 3>(x, dz, j, k, &mut sink),
+                (3, 2) => grad_tile::<I, O, 3, 2>(x, dz, j, k, &mut sink),
+                (3, _) => grad_tile::<I, O, 3, 1>(x, dz, j, k, &mut sink),
+                (2, 4) => grad_tile::<I, O, 2, 4>(x, dz, j, k, &mut sink),
+                (2, 3) => grad_tile::<I, O, 2, 3>(x, dz, j, k, &mut sink),
+                (2, 2) => grad_tile::<I, O, 2, 2>(x, dz, j, k, &mut sink),
+                (2, _) => grad_tile::<I, O, 2, 1>(x, dz, j, k, &mut sink),
+                (_, 4) => grad_tile::<I, O, 1, 4>(x, dz, j, k, &mut sink),
+                (_, 3) => grad_tile::<I, O, 1, 3>(x, dz, j, k, &mut sink),
+                (_, 2) => grad_tile::<I, O, 1, 2>(x, dz, j, k, &mut sink),
+                (_, _) => grad_tile::<I, O, 1, 1>(x, dz, j, k, &mut sink),
             }
             k += 4;
         }
         j += 4;
     }
-    for jj in 0..O {
-        let mut a = lanes::zero();
+    // Biases, sixteen at a time: one add per output and block, one shared reduction.
+    let mut j = 0;
+    while j < O {
+        let jn = (O - j).min(16);
+        let mut acc = [lanes::zero(); 16];
         for db in dz {
-            a += db[jj];
+            for (a, &d) in acc.iter_mut().zip(&db[j..j + jn]) {
+                *a += d;
+            }
         }
-        sink.bias(jj, lanes::sum(a));
+        let s = lanes::to_array(lanes::sum16(&acc));
+        for (jj, &g) in s.iter().enumerate().take(jn) {
+            sink.bias(j + jj, g);
+        }
+        j += 16;
+    }
+}
+
+/// One `JN x KN` register tile of [`param_grads_tile`] at rows `j..j + JN`, columns
+/// `k..k + KN`.
+#[inline(always)]
+fn grad_tile<const I: usize, const O: usize, const JN: usize, const KN: usize>(
+    x: &[[Lane; I]],
+    dz: &[[Lane; O]],
+    j: usize,
+    k: usize,
+    sink: &mut Sink<'_, I, O>,
+) {
+    let mut acc = [lanes::zero(); 16];
+    for (xb, db) in x.iter().zip(dz) {
+        let xs: [Lane; KN] = core::array::from_fn(|kk| xb[k + kk]);
+        for jj in 0..JN {
+            let d = db[j + jj];
+            for (kk, &xv) in xs.iter().enumerate() {
+                acc[jj * KN + kk] = lanes::fma(d, xv, acc[jj * KN + kk]);
+            }
+        }
+    }
+    let s = lanes::to_array(lanes::sum16(&acc));
+    for jj in 0..JN {
+        for kk in 0..KN {
+            sink.weight(j + jj, k + kk, s[jj * KN + kk]);
+        }
     }
 }

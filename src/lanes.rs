@@ -158,6 +158,78 @@ pub(crate) fn sum(x: Lane) -> f32 {
     (q[0] + q[2]) + (q[1] + q[3])
 }
 
+/// The sums of sixteen lanes at once: lane `m` of the result is [`sum`]`(x[m])`, bit for bit,
+/// because every lane goes through the same pairwise tree (`a[i] + a[i + 8]`, then `+ a[i + 4]`,
+/// then `+ a[i + 2]`, then `+ a[i + 1]`).
+// PERF: reducing one accumulator at a time costs about eight dependent shuffles and adds per
+// weight; here each tree level combines two registers with two two-source shuffles and one
+// add, 45 operations for sixteen weights (under three per weight), and the levels of
+// different pairs are independent, so they overlap.
+#[inline(always)]
+pub(crate) fn sum16(x: &[Lane; 16]) -> Lane {
+    // Level 1: pair (2p, 2p+1) -> [h(2p) | h(2p+1)], h(a)[i] = a[i] + a[i + 8].
+    let mut l1 = [zero(); 8];
+    for (p, out) in l1.iter_mut().enumerate() {
+        let (a, b) = (x[2 * p].to_array(), x[2 * p + 1].to_array());
+        let mut lo = [0.0f32; 16];
+        let mut hi = [0.0f32; 16];
+        lo[..8].copy_from_slice(&a[..8]);
+        lo[8..].copy_from_slice(&b[..8]);
+        hi[..8].copy_from_slice(&a[8..]);
+        hi[8..].copy_from_slice(&b[8..]);
+        *out = Lane::new(lo) + Lane::new(hi);
+    }
+    // Level 2: quarters, q[i] = h[i] + h[i + 4], four accumulators per register.
+    let mut l2 = [zero(); 4];
+    for (p, out) in l2.iter_mut().enumerate() {
+        let (a, b) = (l1[2 * p].to_array(), l1[2 * p + 1].to_array());
+        let mut lo = [0.0f32; 16];
+        let mut hi = [0.0f32; 16];
+        for g in 0..2 {
+            for i in 0..4 {
+                lo[4 * g + i] = a[8 * g + i];
+                hi[4 * g + i] = a[8 * g + i + 4];
+                lo[8 + 4 * g + i] = b[8 * g + i];
+                hi[8 + 4 * g + i] = b[8 * g + i + 4];
+            }
+        }
+        *out = Lane::new(lo) + Lane::new(hi);
+    }
+    // Level 3: r[i] = q[i] + q[i + 2], two per accumulator, eight accumulators per register.
+    let mut l3 = [zero(); 2];
+    for (p, out) in l3.iter_mut().enumerate() {
+        let (a, b) = (l2[2 * p].to_array(), l2[2 * p + 1].to_array());
+        let mut lo = [0.0f32; 16];
+        let mut hi = [0.0f32; 16];
+        for g in 0..4 {
+            for i in 0..2 {
+                lo[2 * g + i] = a[4 * g + i];
+                hi[2 * g + i] = a[4 * g + i + 2];
+                lo[8 + 2 * g + i] = b[4 * g + i];
+                hi[8 + 2 * g + i] = b[4 * g + i + 2];
+            }
+        }
+        *out = Lane::new(lo) + Lane::new(hi);
+    }
+    // Level 4: r[0] + r[1], one lane per accumulator, in accumulator order.
+    let (a, b) = (l3[0].to_array(), l3[1].to_array());
+    let mut lo = [0.0f32; 16];
+    let mut hi = [0.0f32; 16];
+    for g in 0..8 {
+        lo[g] = a[2 * g];
+        hi[g] = a[2 * g + 1];
+        lo[8 + g] = b[2 * g];
+        hi[8 + g] = b[2 * g + 1];
+    }
+    Lane::new(lo) + Lane::new(hi)
+}
+
+/// The lanes of `x` as an array.
+#[inline(always)]
+pub(crate) fn to_array(x: Lane) -> [f32; LANES] {
+    x.to_array()
+}
+
 /// Lane `i` is `1.0` for `i < n` and `0.0` for the rest: the mask of the valid samples of a
 /// partial block.
 #[inline(always)]
