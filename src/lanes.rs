@@ -230,6 +230,19 @@ pub(crate) fn to_array(x: Lane) -> [f32; LANES] {
     x.to_array()
 }
 
+/// `1.0` in the lanes whose label is a real sample (`>= 0`), `0.0` in padded lanes (label
+/// `-1`, see [`labels`]).
+#[inline(always)]
+pub(crate) fn valid_from_labels(y: Lane) -> Lane {
+    y.simd_ge(zero()).select(splat(1.0), zero())
+}
+
+/// Whether every lane of `y` (labels as floats, `-1` for padding) is below `classes`.
+#[inline(always)]
+pub(crate) fn labels_below(y: Lane, classes: usize) -> bool {
+    y.simd_lt(splat(classes as f32)).all()
+}
+
 /// Lane `i` is `1.0` for `i < n` and `0.0` for the rest: the mask of the valid samples of a
 /// partial block.
 #[inline(always)]

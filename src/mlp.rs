@@ -29,15 +29,16 @@
 use core::fmt;
 
 use crate::activation::{exp_shifted_block, relu_block};
+use crate::batch::PackedBatch;
 use crate::dense::{Dense, DenseGrads, Sink, param_grads_tile, update_is_safe};
 use crate::error::{Error, check_labels, same_len};
 use crate::lanes::{self, LANES, Lane};
-use crate::loss::xent_block;
+use crate::loss::{xent_block, xent_lanes};
 use crate::optim::Sgd;
 use crate::rng::SplitMix64;
 
 /// Blocks of sixteen samples in a training tile.
-const TILE_BLOCKS: usize = 8;
+pub(crate) const TILE_BLOCKS: usize = 8;
 
 /// Samples in a training tile: the activations of this many samples are kept (in the
 /// [`Workspace`]) between the forward and the backward pass, and each weight gradient is
@@ -150,7 +151,7 @@ impl<const I: usize, const H: usize, const O: usize> fmt::Debug for Workspace<I,
 }
 
 /// What the forward pass over a batch learned, for the backward pass and the refusal check.
-struct Forward {
+pub(crate) struct Forward {
     /// Per-lane sum of the samples' losses.
     loss: Lane,
     /// Per-lane maximum of `|x|`.
@@ -160,7 +161,7 @@ struct Forward {
 }
 
 /// What the backward pass does with the parameter gradients of the last tile.
-enum Finish<'a, const I: usize, const H: usize, const O: usize> {
+pub(crate) enum Finish<'a, const I: usize, const H: usize, const O: usize> {
     /// Write them (summed with the earlier tiles') to a gradients value.
     Gradients(&'a mut Gradients<I, H, O>),
     /// Apply them with SGD.
@@ -406,7 +407,12 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
         // `&self` cannot run the fused update; a scratch copy would cost a model. Instead the
         // shared pass is driven with `Finish::Gradients`, which never writes a weight.
         let mut this = MlpRef::Shared(self);
-        run(&mut this, x, labels, ws, Finish::Gradients(grads))
+        run(
+            &mut this,
+            Source::Rows { x, labels },
+            ws,
+            Finish::Gradients(grads),
+        )
     }
 
     /// One step of SGD on the batch (full batch or mini-batch), the update fused into the
@@ -426,7 +432,48 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
     ) -> Result<f32, Error> {
         check_batch::<I, O>(x, labels)?;
         let mut this = MlpRef::Unique(self);
-        run(&mut this, x, labels, ws, Finish::Sgd(sgd.learning_rate()))
+        run(
+            &mut this,
+            Source::Rows { x, labels },
+            ws,
+            Finish::Sgd(sgd.learning_rate()),
+        )
+    }
+
+    /// [`Mlp::train_step`] on a batch packed once into lanes ([`PackedBatch`]): no transposes
+    /// and no input checks on every step, which is most of a small network's step. Gives bit
+    /// for bit the loss and the weights of `train_step` on the same rows.
+    ///
+    /// # Examples
+    /// ```
+    /// use fusedprop::{Mlp, PackedBatch, Sgd, Workspace};
+    /// let x = [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]];
+    /// let batch = PackedBatch::<2, 1>::from_rows(&x, &[0, 1, 1, 0])?;
+    /// let mut model = Mlp::<2, 16, 2>::new(42);
+    /// let mut ws = Workspace::new();
+    /// let sgd = Sgd::new(0.5)?;
+    /// let first = model.train_step_packed(&batch, &sgd, &mut ws)?;
+    /// for _ in 0..500 {
+    ///     model.train_step_packed(&batch, &sgd, &mut ws)?;
+    /// }
+    /// assert!(model.train_step_packed(&batch, &sgd, &mut ws)? < first);
+    /// # Ok::<(), fusedprop::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::EmptyBatch`] for an empty batch, [`Error::LabelOutOfRange`] (checked before
+    /// any work), [`Error::NonFinite`] for a non-finite loss or a gradient that could
+    /// overflow. On error every weight is bit for bit unchanged.
+    pub fn train_step_packed<const B: usize>(
+        &mut self,
+        batch: &PackedBatch<I, B>,
+        sgd: &Sgd,
+        ws: &mut Workspace<I, H, O>,
+    ) -> Result<f32, Error> {
+        let src = Source::packed(batch);
+        check_source::<I, O>(src)?;
+        let mut this = MlpRef::Unique(self);
+        run(&mut this, src, ws, Finish::Sgd(sgd.learning_rate()))
     }
 
     /// Loads one block and runs it to the logits.
@@ -444,7 +491,7 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
 }
 
 /// The model, shared (for `gradients`) or unique (for `train_step`).
-enum MlpRef<'a, const I: usize, const H: usize, const O: usize> {
+pub(crate) enum MlpRef<'a, const I: usize, const H: usize, const O: usize> {
     Shared(&'a Mlp<I, H, O>),
     Unique(&'a mut Mlp<I, H, O>),
 }
@@ -458,74 +505,183 @@ impl<const I: usize, const H: usize, const O: usize> MlpRef<'_, I, H, O> {
     }
 }
 
+/// Where the samples of a step come from: rows, transposed into lanes tile by tile, or a
+/// [`PackedBatch`] already in lanes.
+#[derive(Clone, Copy)]
+pub(crate) enum Source<'a, const I: usize> {
+    Rows {
+        x: &'a [[f32; I]],
+        labels: &'a [u32],
+    },
+    Packed {
+        x: &'a [[Lane; I]],
+        y: &'a [Lane],
+        n: usize,
+        max_x: Lane,
+    },
+}
+
+impl<'a, const I: usize> Source<'a, I> {
+    pub(crate) fn packed<const B: usize>(batch: &'a PackedBatch<I, B>) -> Self {
+        let blocks = batch.blocks();
+        Source::Packed {
+            x: &batch.x[..blocks],
+            y: &batch.y[..blocks],
+            n: batch.n,
+            max_x: batch.max_x,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Source::Rows { x, .. } => x.len(),
+            Source::Packed { n, .. } => *n,
+        }
+    }
+
+    /// The number of tiles of [`TILE_SAMPLES`] samples.
+    pub(crate) fn tiles(&self) -> usize {
+        self.len().div_ceil(TILE_SAMPLES)
+    }
+}
+
+/// The per-tile buffers of a training pass: inputs (for rows), hidden activations, hidden
+/// gradients and output gradients, for [`TILE_BLOCKS`] blocks.
+pub(crate) struct TileBufs<'a, const I: usize, const H: usize, const O: usize> {
+    pub(crate) x: &'a mut [[Lane; I]; TILE_BLOCKS],
+    pub(crate) a: &'a mut [[Lane; H]; TILE_BLOCKS],
+    pub(crate) dh: &'a mut [[Lane; H]; TILE_BLOCKS],
+    pub(crate) z: &'a mut [[Lane; O]; TILE_BLOCKS],
+}
+
+/// Forward and backward pass of tile `t` up to (not including) the parameter gradients:
+/// fills `bufs` with the inputs (rows only), activations, `dh` and `dz = (p - onehot) / N`;
+/// returns the number of blocks and the tile's per-lane loss sum, and widens `max_x` and
+/// `max_a`. The model is only read.
+pub(crate) fn tile_pass<const I: usize, const H: usize, const O: usize>(
+    m: &Mlp<I, H, O>,
+    src: Source<'_, I>,
+    t: usize,
+    bufs: &mut TileBufs<'_, I, H, O>,
+    max_x: &mut Lane,
+    max_a: &mut Lane,
+) -> Result<(usize, Lane), Error> {
+    let n = src.len();
+    let inv_n = 1.0 / n as f32;
+    let first = t * TILE_SAMPLES;
+    let count = (n - first).min(TILE_SAMPLES);
+    let blocks = count.div_ceil(LANES);
+    let mut loss = lanes::zero();
+    for b in 0..blocks {
+        let start = first + b * LANES;
+        let valid_n = (n - start).min(LANES);
+        let (xb, y, valid) = match src {
+            Source::Rows { x, labels } => {
+                let xs = &x[start..start + valid_n];
+                let xb = &mut bufs.x[b];
+                lanes::load_rows(xs, xb);
+                check_inputs(xb, xs, start)?;
+                for &v in xb.iter() {
+                    *max_x = lanes::max(*max_x, lanes::abs(v));
+                }
+                let ls = &labels[start..start + valid_n];
+                (&bufs.x[b], lanes::labels(ls), lanes::valid(valid_n))
+            }
+            Source::Packed { x, y, .. } => {
+                let yb = y[start / LANES];
+                (&x[start / LANES], yb, lanes::valid_from_labels(yb))
+            }
+        };
+        let (ab, zb) = (&mut bufs.a[b], &mut bufs.z[b]);
+        m.hidden.forward_block(xb, ab);
+        relu_block(ab);
+        for &v in ab.iter() {
+            // NaN-free here only if finite; a NaN activation shows up in the loss check.
+            *max_a = lanes::max(*max_a, v);
+        }
+        m.output.forward_block(ab, zb);
+        let l = xent_lanes(zb, y, valid, inv_n, true);
+        finite_loss(l, valid_n, start)?;
+        loss += l;
+    }
+    hidden_grad_tile(
+        &m.output,
+        &mut bufs.dh[..blocks],
+        &bufs.a[..blocks],
+        &bufs.z[..blocks],
+    );
+    Ok((blocks, loss))
+}
+
+/// The inputs of tile `t` in lanes: from the packed batch, or as `tile_pass` loaded them.
+pub(crate) fn tile_inputs<'a, const I: usize>(
+    src: Source<'a, I>,
+    t: usize,
+    blocks: usize,
+    loaded: &'a [[Lane; I]],
+) -> &'a [[Lane; I]] {
+    match src {
+        Source::Rows { .. } => &loaded[..blocks],
+        Source::Packed { x, .. } => {
+            let b0 = t * TILE_BLOCKS;
+            &x[b0..b0 + blocks]
+        }
+    }
+}
+
 /// The shared forward + backward pass over a whole batch, tile by tile.
-fn run<const I: usize, const H: usize, const O: usize>(
+///
+/// The loss is summed per lane within each tile and the tile sums are added in tile order,
+/// so that a parallel pass over tiles reproduces it bit for bit.
+pub(crate) fn run<const I: usize, const H: usize, const O: usize>(
     model: &mut MlpRef<'_, I, H, O>,
-    x: &[[f32; I]],
-    labels: &[u32],
+    src: Source<'_, I>,
     ws: &mut Workspace<I, H, O>,
     finish: Finish<'_, I, H, O>,
 ) -> Result<f32, Error> {
-    let n = x.len();
-    let inv_n = 1.0 / n as f32;
-    let tiles = n.div_ceil(TILE_SAMPLES);
+    let n = src.len();
+    let tiles = src.tiles();
     let mut fw = Forward {
         loss: lanes::zero(),
-        max_x: lanes::zero(),
+        max_x: match src {
+            Source::Rows { .. } => lanes::zero(),
+            Source::Packed { max_x, .. } => max_x,
+        },
         max_a: lanes::zero(),
     };
     let mut finish = finish;
-    for (t, (xt, lt)) in x
-        .chunks(TILE_SAMPLES)
-        .zip(labels.chunks(TILE_SAMPLES))
-        .enumerate()
-    {
+    let Workspace {
+        x: wx,
+        a,
+        dh,
+        z,
+        acc,
+    } = ws;
+    for t in 0..tiles {
         let m = model.get();
-        let blocks = xt.len().div_ceil(LANES);
-        forward_tile(m, xt, lt, t * TILE_SAMPLES, inv_n, ws, &mut fw)?;
-        hidden_grad_tile(
-            &m.output,
-            &mut ws.dh[..blocks],
-            &ws.a[..blocks],
-            &ws.z[..blocks],
-        );
+        let mut bufs = TileBufs {
+            x: &mut *wx,
+            a: &mut *a,
+            dh: &mut *dh,
+            z: &mut *z,
+        };
+        let (blocks, tile_loss) = tile_pass(m, src, t, &mut bufs, &mut fw.max_x, &mut fw.max_a)?;
+        fw.loss += tile_loss;
+        let xt = tile_inputs(src, t, blocks, &wx[..]);
+        let (a, z) = (&a[..blocks], &z[..blocks]);
+        let dh = &dh[..blocks];
         let last = t + 1 == tiles;
-        let Workspace {
-            x: wx,
-            a,
-            dh,
-            z,
-            acc,
-        } = ws;
-        let (wx, a, dh, z) = (&wx[..blocks], &a[..blocks], &dh[..blocks], &z[..blocks]);
         if !last {
             // Partial sums of the earlier tiles, in tile order.
             let target: &mut Gradients<I, H, O> = match &mut finish {
                 Finish::Gradients(g) => g,
                 Finish::Sgd(_) => acc,
             };
-            let (out_sink, hid_sink) = if t == 0 {
-                (
-                    Sink::Store(&mut target.output),
-                    Sink::Store(&mut target.hidden),
-                )
-            } else {
-                (Sink::Add(&mut target.output), Sink::Add(&mut target.hidden))
-            };
-            param_grads_tile(a, z, out_sink);
-            param_grads_tile(wx, dh, hid_sink);
+            accumulate(a, z, xt, dh, target, t == 0);
             continue;
         }
         match &mut finish {
-            Finish::Gradients(g) => {
-                let (out_sink, hid_sink) = if t == 0 {
-                    (Sink::Store(&mut g.output), Sink::Store(&mut g.hidden))
-                } else {
-                    (Sink::Add(&mut g.output), Sink::Add(&mut g.hidden))
-                };
-                param_grads_tile(a, z, out_sink);
-                param_grads_tile(wx, dh, hid_sink);
-            }
+            Finish::Gradients(g) => accumulate(a, z, xt, dh, g, t == 0),
             Finish::Sgd(lr) => {
                 // `train_step` always passes its model as unique.
                 let MlpRef::Unique(m) = model else {
@@ -533,65 +689,66 @@ fn run<const I: usize, const H: usize, const O: usize>(
                 };
                 check_update(m, &fw, *lr)?;
                 let prior = if tiles > 1 { Some(&*acc) } else { None };
-                let (w2, b2) = m.output.params_mut();
-                param_grads_tile(
-                    a,
-                    z,
-                    Sink::Sgd {
-                        w: w2,
-                        b: b2,
-                        lr: *lr,
-                        prior: prior.map(|p| &p.output),
-                    },
-                );
-                let (w1, b1) = m.hidden.params_mut();
-                param_grads_tile(
-                    wx,
-                    dh,
-                    Sink::Sgd {
-                        w: w1,
-                        b: b1,
-                        lr: *lr,
-                        prior: prior.map(|p| &p.hidden),
-                    },
-                );
+                apply_sgd(m, a, z, xt, dh, *lr, prior);
             }
         }
     }
     Ok(lanes::sum(fw.loss) / n as f32)
 }
 
-/// Forward pass of one tile into the workspace: inputs, hidden activations, and
-/// `dz = (p - onehot) / N` in place of the logits.
-fn forward_tile<const I: usize, const H: usize, const O: usize>(
-    m: &Mlp<I, H, O>,
-    x: &[[f32; I]],
-    labels: &[u32],
-    first: usize,
-    inv_n: f32,
-    ws: &mut Workspace<I, H, O>,
-    fw: &mut Forward,
-) -> Result<(), Error> {
-    for (b, (xs, ls)) in x.chunks(LANES).zip(labels.chunks(LANES)).enumerate() {
-        let start = first + b * LANES;
-        let (xb, ab, zb) = (&mut ws.x[b], &mut ws.a[b], &mut ws.z[b]);
-        lanes::load_rows(xs, xb);
-        check_inputs(xb, xs, start)?;
-        for &v in xb.iter() {
-            fw.max_x = lanes::max(fw.max_x, lanes::abs(v));
-        }
-        m.hidden.forward_block(xb, ab);
-        relu_block(ab);
-        for &v in ab.iter() {
-            // NaN-free here only if finite; a NaN activation shows up in the loss check.
-            fw.max_a = lanes::max(fw.max_a, v);
-        }
-        m.output.forward_block(ab, zb);
-        let l = xent_block(zb, ls, inv_n, true);
-        finite_loss(l, ls.len(), start)?;
-        fw.loss += l;
-    }
-    Ok(())
+/// Stores (`first`) or adds the parameter gradients of one tile into `target`.
+pub(crate) fn accumulate<const I: usize, const H: usize, const O: usize>(
+    a: &[[Lane; H]],
+    z: &[[Lane; O]],
+    x: &[[Lane; I]],
+    dh: &[[Lane; H]],
+    target: &mut Gradients<I, H, O>,
+    first: bool,
+) {
+    let (out_sink, hid_sink) = if first {
+        (
+            Sink::Store(&mut target.output),
+            Sink::Store(&mut target.hidden),
+        )
+    } else {
+        (Sink::Add(&mut target.output), Sink::Add(&mut target.hidden))
+    };
+    param_grads_tile(a, z, out_sink);
+    param_grads_tile(x, dh, hid_sink);
+}
+
+/// The fused update from the last tile: `W -= lr * (prior + this tile's gradient)`.
+pub(crate) fn apply_sgd<const I: usize, const H: usize, const O: usize>(
+    m: &mut Mlp<I, H, O>,
+    a: &[[Lane; H]],
+    z: &[[Lane; O]],
+    x: &[[Lane; I]],
+    dh: &[[Lane; H]],
+    lr: f32,
+    prior: Option<&Gradients<I, H, O>>,
+) {
+    let (w2, b2) = m.output.params_mut();
+    param_grads_tile(
+        a,
+        z,
+        Sink::Sgd {
+            w: w2,
+            b: b2,
+            lr,
+            prior: prior.map(|p| &p.output),
+        },
+    );
+    let (w1, b1) = m.hidden.params_mut();
+    param_grads_tile(
+        x,
+        dh,
+        Sink::Sgd {
+            w: w1,
+            b: b1,
+            lr,
+            prior: prior.map(|p| &p.hidden),
+        },
+    );
 }
 
 /// `dh = (W2^T dz) * [a > 0]` for each block of a tile, with the weights before the update.
@@ -628,6 +785,36 @@ fn check_update<const I: usize, const H: usize, const O: usize>(
             what: "gradient",
             index: None,
         })
+    }
+}
+
+/// Checks a source before any work: non-empty and (for a packed batch, whose labels were not
+/// checked against `O` when it was filled) labels in range.
+pub(crate) fn check_source<const I: usize, const O: usize>(
+    src: Source<'_, I>,
+) -> Result<(), Error> {
+    match src {
+        Source::Rows { x, labels } => check_batch::<I, O>(x, labels),
+        Source::Packed { y, n, .. } => {
+            if n == 0 {
+                return Err(Error::EmptyBatch);
+            }
+            for (b, &yb) in y.iter().enumerate() {
+                if !lanes::labels_below(yb, O) {
+                    let (s, l) = lanes::to_array(yb)
+                        .into_iter()
+                        .enumerate()
+                        .find(|&(_, l)| l >= O as f32)
+                        .unwrap_or((0, 0.0));
+                    return Err(Error::LabelOutOfRange {
+                        index: b * LANES + s,
+                        label: l as u32,
+                        classes: O,
+                    });
+                }
+            }
+            Ok(())
+        }
     }
 }
 
