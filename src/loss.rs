@@ -25,7 +25,7 @@
 //! contracted with `-1/p_y` at `i = y`). Fusing the two avoids the division by `p_y`, which
 //! underflows.
 
-use crate::activation::{exp_shifted_block, row_max};
+use crate::activation::{exp_shifted_by, row_max};
 use crate::error::{Error, check_labels, check_rows, same_len};
 use crate::lanes::{self, LANES, Lane};
 
@@ -138,7 +138,7 @@ pub(crate) fn xent_lanes<const O: usize>(
     for (j, &v) in z.iter().enumerate() {
         z_y = lanes::select(lanes::class_mask(y, j), v, z_y);
     }
-    let s = exp_shifted_block(z);
+    let s = exp_shifted_by(z, m);
     let loss = ((m - z_y) + lanes::ln(s)) * valid;
     if grad {
         let scale = valid * lanes::splat(inv_n);

@@ -571,12 +571,16 @@ pub(crate) fn tile_pass<const I: usize, const H: usize, const O: usize>(
     let first = t * TILE_SAMPLES;
     let count = (n - first).min(TILE_SAMPLES);
     let blocks = count.div_ceil(LANES);
-    let mut loss = lanes::zero();
+    // PERF: the tile runs stage by stage (hidden layer of every block, then output layer of
+    // every block, then the loss of every block) rather than block by block. One block's
+    // path from inputs to loss is a chain of dependent steps (a 32-long FMA chain per
+    // logit, then exp, then ln) longer than the out-of-order window can hide; loops over
+    // independent blocks give the core the next block's work to overlap with.
     for b in 0..blocks {
         let start = first + b * LANES;
         let valid_n = (n - start).min(LANES);
-        let (xb, y, valid) = match src {
-            Source::Rows { x, labels } => {
+        let xb = match src {
+            Source::Rows { x, .. } => {
                 let xs = &x[start..start + valid_n];
                 let xb = &mut bufs.x[b];
                 lanes::load_rows(xs, xb);
@@ -584,22 +588,35 @@ pub(crate) fn tile_pass<const I: usize, const H: usize, const O: usize>(
                 for &v in xb.iter() {
                     *max_x = lanes::max(*max_x, lanes::abs(v));
                 }
-                let ls = &labels[start..start + valid_n];
-                (&bufs.x[b], lanes::labels(ls), lanes::valid(valid_n))
+                &bufs.x[b]
             }
-            Source::Packed { x, y, .. } => {
-                let yb = y[start / LANES];
-                (&x[start / LANES], yb, lanes::valid_from_labels(yb))
-            }
+            Source::Packed { x, .. } => &x[start / LANES],
         };
-        let (ab, zb) = (&mut bufs.a[b], &mut bufs.z[b]);
+        let ab = &mut bufs.a[b];
         m.hidden.forward_block(xb, ab);
         relu_block(ab);
         for &v in ab.iter() {
             // NaN-free here only if finite; a NaN activation shows up in the loss check.
             *max_a = lanes::max(*max_a, v);
         }
+    }
+    for (ab, zb) in bufs.a[..blocks].iter().zip(&mut bufs.z[..blocks]) {
         m.output.forward_block(ab, zb);
+    }
+    let mut loss = lanes::zero();
+    for (b, zb) in bufs.z[..blocks].iter_mut().enumerate() {
+        let start = first + b * LANES;
+        let valid_n = (n - start).min(LANES);
+        let (y, valid) = match src {
+            Source::Rows { labels, .. } => {
+                let ls = &labels[start..start + valid_n];
+                (lanes::labels(ls), lanes::valid(valid_n))
+            }
+            Source::Packed { y, .. } => {
+                let yb = y[start / LANES];
+                (yb, lanes::valid_from_labels(yb))
+            }
+        };
         let l = xent_lanes(zb, y, valid, inv_n, true);
         finite_loss(l, valid_n, start)?;
         loss += l;
