@@ -62,7 +62,8 @@
 //!
 //! ## Features
 //! - `std` (default): `std::error::Error` through `core::error::Error`, nothing else yet.
-//! - `rayon`: parallelism over samples (implies `std`).
+//! - `rayon`: parallelism over samples (implies `std`): `Mlp::train_step_par` with a
+//!   caller-owned `ParWorkspace`, bit for bit the serial step for any number of threads.
 //!
 //! Without default features the crate is `#![no_std]` and never allocates; it builds for
 //! `thumbv7em-none-eabihf` and trains there.
@@ -81,6 +82,8 @@ mod lanes;
 pub mod loss;
 pub mod mlp;
 pub mod optim;
+#[cfg(feature = "rayon")]
+pub mod parallel;
 pub mod rng;
 
 pub use activation::{
@@ -92,6 +95,8 @@ pub use error::Error;
 pub use loss::{softmax_cross_entropy_backward, sparse_categorical_cross_entropy};
 pub use mlp::{Gradients, Mlp, TILE_SAMPLES, Workspace};
 pub use optim::Sgd;
+#[cfg(feature = "rayon")]
+pub use parallel::{PAR_MIN_FLOP, ParWorkspace};
 
 /// The SIMD instruction set this build uses for its lanes, decided at compile time:
 /// `"avx512+fma"`, `"avx2+fma"`, `"avx"`, `"sse4.1"`, `"sse2"`, `"neon"`, `"simd128"` or

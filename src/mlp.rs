@@ -114,11 +114,11 @@ impl<const I: usize, const H: usize, const O: usize> Default for Gradients<I, H,
 ///
 /// For large models, build it in place: `Box::new(Workspace::ZERO)` or a `static`.
 pub struct Workspace<const I: usize, const H: usize, const O: usize> {
-    x: [[Lane; I]; TILE_BLOCKS],
-    a: [[Lane; H]; TILE_BLOCKS],
-    dh: [[Lane; H]; TILE_BLOCKS],
-    z: [[Lane; O]; TILE_BLOCKS],
-    acc: Gradients<I, H, O>,
+    pub(crate) x: [[Lane; I]; TILE_BLOCKS],
+    pub(crate) a: [[Lane; H]; TILE_BLOCKS],
+    pub(crate) dh: [[Lane; H]; TILE_BLOCKS],
+    pub(crate) z: [[Lane; O]; TILE_BLOCKS],
+    pub(crate) acc: Gradients<I, H, O>,
 }
 
 impl<const I: usize, const H: usize, const O: usize> Workspace<I, H, O> {
@@ -153,11 +153,11 @@ impl<const I: usize, const H: usize, const O: usize> fmt::Debug for Workspace<I,
 /// What the forward pass over a batch learned, for the backward pass and the refusal check.
 pub(crate) struct Forward {
     /// Per-lane sum of the samples' losses.
-    loss: Lane,
+    pub(crate) loss: Lane,
     /// Per-lane maximum of `|x|`.
-    max_x: Lane,
+    pub(crate) max_x: Lane,
     /// Per-lane maximum of the hidden activations (all `>= 0`).
-    max_a: Lane,
+    pub(crate) max_a: Lane,
 }
 
 /// What the backward pass does with the parameter gradients of the last tile.
@@ -476,6 +476,11 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
         run(&mut this, src, ws, Finish::Sgd(sgd.learning_rate()))
     }
 
+    /// Both layers, mutable, for the crate's own fused updates.
+    pub(crate) fn layers_mut(&mut self) -> (&mut Dense<I, H>, &mut Dense<H, O>) {
+        (&mut self.hidden, &mut self.output)
+    }
+
     /// Loads one block and runs it to the logits.
     #[inline(always)]
     fn logits_block(&self, xs: &[[f32; I]], first: usize, z: &mut [Lane; O]) -> Result<(), Error> {
@@ -784,7 +789,7 @@ fn hidden_grad_tile<const H: usize, const O: usize>(
 }
 
 /// Refuses an update that could overflow (module docs, "Refusing a step").
-fn check_update<const I: usize, const H: usize, const O: usize>(
+pub(crate) fn check_update<const I: usize, const H: usize, const O: usize>(
     m: &Mlp<I, H, O>,
     fw: &Forward,
     lr: f32,
@@ -835,7 +840,7 @@ pub(crate) fn check_source<const I: usize, const O: usize>(
     }
 }
 
-fn check_batch<const I: usize, const O: usize>(
+pub(crate) fn check_batch<const I: usize, const O: usize>(
     x: &[[f32; I]],
     labels: &[u32],
 ) -> Result<(), Error> {
