@@ -477,6 +477,7 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
     }
 
     /// Both layers, mutable, for the crate's own fused updates.
+    #[cfg(feature = "rayon")]
     pub(crate) fn layers_mut(&mut self) -> (&mut Dense<I, H>, &mut Dense<H, O>) {
         (&mut self.hidden, &mut self.output)
     }
