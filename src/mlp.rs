@@ -582,33 +582,29 @@ pub(crate) fn tile_pass<const I: usize, const H: usize, const O: usize>(
     // path from inputs to loss is a chain of dependent steps (a 32-long FMA chain per
     // logit, then exp, then ln) longer than the out-of-order window can hide; loops over
     // independent blocks give the core the next block's work to overlap with.
-    for b in 0..blocks {
-        let start = first + b * LANES;
-        let valid_n = (n - start).min(LANES);
-        let xb = match src {
-            Source::Rows { x, .. } => {
-                let xs = &x[start..start + valid_n];
-                let xb = &mut bufs.x[b];
-                lanes::load_rows(xs, xb);
-                check_inputs(xb, xs, start)?;
-                for &v in xb.iter() {
-                    *max_x = lanes::max(*max_x, lanes::abs(v));
-                }
-                &bufs.x[b]
+    if let Source::Rows { x, .. } = src {
+        for b in 0..blocks {
+            let start = first + b * LANES;
+            let xs = &x[start..start + (n - start).min(LANES)];
+            let xb = &mut bufs.x[b];
+            lanes::load_rows(xs, xb);
+            check_inputs(xb, xs, start)?;
+            for &v in xb.iter() {
+                *max_x = lanes::max(*max_x, lanes::abs(v));
             }
-            Source::Packed { x, .. } => &x[start / LANES],
-        };
-        let ab = &mut bufs.a[b];
-        m.hidden.forward_block(xb, ab);
+        }
+    }
+    let xt = tile_inputs(src, t, blocks, &bufs.x[..]);
+    let a = &mut bufs.a[..blocks];
+    m.hidden.forward_blocks(xt, a);
+    for ab in a.iter_mut() {
         relu_block(ab);
         for &v in ab.iter() {
             // NaN-free here only if finite; a NaN activation shows up in the loss check.
             *max_a = lanes::max(*max_a, v);
         }
     }
-    for (ab, zb) in bufs.a[..blocks].iter().zip(&mut bufs.z[..blocks]) {
-        m.output.forward_block(ab, zb);
-    }
+    m.output.forward_blocks(a, &mut bufs.z[..blocks]);
     let mut loss = lanes::zero();
     for (b, zb) in bufs.z[..blocks].iter_mut().enumerate() {
         let start = first + b * LANES;
@@ -781,8 +777,8 @@ fn hidden_grad_tile<const H: usize, const O: usize>(
     a: &[[Lane; H]],
     dz: &[[Lane; O]],
 ) {
-    for ((dhb, ab), dzb) in dh.iter_mut().zip(a).zip(dz) {
-        output.backward_input_block(dzb, dhb);
+    output.backward_input_blocks(dz, dh);
+    for (dhb, ab) in dh.iter_mut().zip(a) {
         for (d, &av) in dhb.iter_mut().zip(ab) {
             *d = lanes::relu_mask(av, *d);
         }

@@ -68,3 +68,16 @@ fn packed_refuses_bad_labels_and_capacity() -> Result<(), Error> {
     assert!(PackedBatch::<4, 1>::from_rows(&x, &y).is_err());
     Ok(())
 }
+
+#[test]
+fn tiled_training_forward_matches_per_block_loss() -> Result<(), Error> {
+    // `loss` runs one block at a time; the training pass runs 4 x 4 register tiles over
+    // blocks. The loss before the update must agree bit for bit (one tile, 7 blocks: a tile
+    // of 4 blocks and 3 single blocks, shapes off the lane width).
+    let (x, y) = data::<33>(100, 17, 4);
+    let mut m = Mlp::<33, 19, 17>::new(9);
+    let want = m.loss(&x, &y)?;
+    let got = m.train_step(&x, &y, &Sgd::new(0.1)?, &mut Workspace::new())?;
+    assert_eq!(got.to_bits(), want.to_bits());
+    Ok(())
+}
