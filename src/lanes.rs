@@ -175,58 +175,63 @@ pub(crate) fn sum16(x: &[Lane; 16]) -> Lane {
     // Level 1: pair (2p, 2p+1) -> [h(2p) | h(2p+1)], h(a)[i] = a[i] + a[i + 8].
     let mut l1 = [zero(); 8];
     for (p, out) in l1.iter_mut().enumerate() {
-        let (a, b) = (x[2 * p].to_array(), x[2 * p + 1].to_array());
-        let mut lo = [0.0f32; 16];
-        let mut hi = [0.0f32; 16];
-        lo[..8].copy_from_slice(&a[..8]);
-        lo[8..].copy_from_slice(&b[..8]);
-        hi[..8].copy_from_slice(&a[8..]);
-        hi[8..].copy_from_slice(&b[8..]);
-        *out = Lane::new(lo) + Lane::new(hi);
+        let (a, b) = (x[2 * p], x[2 * p + 1]);
+        *out = shuffle2(a, b, LO8) + shuffle2(a, b, HI8);
     }
     // Level 2: quarters, q[i] = h[i] + h[i + 4], four accumulators per register.
     let mut l2 = [zero(); 4];
     for (p, out) in l2.iter_mut().enumerate() {
-        let (a, b) = (l1[2 * p].to_array(), l1[2 * p + 1].to_array());
-        let mut lo = [0.0f32; 16];
-        let mut hi = [0.0f32; 16];
-        for g in 0..2 {
-            for i in 0..4 {
-                lo[4 * g + i] = a[8 * g + i];
-                hi[4 * g + i] = a[8 * g + i + 4];
-                lo[8 + 4 * g + i] = b[8 * g + i];
-                hi[8 + 4 * g + i] = b[8 * g + i + 4];
-            }
-        }
-        *out = Lane::new(lo) + Lane::new(hi);
+        let (a, b) = (l1[2 * p], l1[2 * p + 1]);
+        *out = shuffle2(a, b, LO4) + shuffle2(a, b, HI4);
     }
     // Level 3: r[i] = q[i] + q[i + 2], two per accumulator, eight accumulators per register.
     let mut l3 = [zero(); 2];
     for (p, out) in l3.iter_mut().enumerate() {
-        let (a, b) = (l2[2 * p].to_array(), l2[2 * p + 1].to_array());
-        let mut lo = [0.0f32; 16];
-        let mut hi = [0.0f32; 16];
-        for g in 0..4 {
-            for i in 0..2 {
-                lo[2 * g + i] = a[4 * g + i];
-                hi[2 * g + i] = a[4 * g + i + 2];
-                lo[8 + 2 * g + i] = b[4 * g + i];
-                hi[8 + 2 * g + i] = b[4 * g + i + 2];
-            }
-        }
-        *out = Lane::new(lo) + Lane::new(hi);
+        let (a, b) = (l2[2 * p], l2[2 * p + 1]);
+        *out = shuffle2(a, b, LO2) + shuffle2(a, b, HI2);
     }
     // Level 4: r[0] + r[1], one lane per accumulator, in accumulator order.
-    let (a, b) = (l3[0].to_array(), l3[1].to_array());
-    let mut lo = [0.0f32; 16];
-    let mut hi = [0.0f32; 16];
-    for g in 0..8 {
-        lo[g] = a[2 * g];
-        hi[g] = a[2 * g + 1];
-        lo[8 + g] = b[2 * g];
-        hi[8 + g] = b[2 * g + 1];
+    shuffle2(l3[0], l3[1], LO1) + shuffle2(l3[0], l3[1], HI1)
+}
+
+/// Index tables of [`sum16`]: lane `i` of the result takes lane `t[i]` of `a ++ b`.
+const LO8: [u8; 16] = [0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23];
+const HI8: [u8; 16] = [8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31];
+const LO4: [u8; 16] = [0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27];
+const HI4: [u8; 16] = [4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31];
+const LO2: [u8; 16] = [0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29];
+const HI2: [u8; 16] = [2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31];
+const LO1: [u8; 16] = [0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30];
+const HI1: [u8; 16] = [1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31];
+
+/// Lane `i` is lane `t[i]` of the 32 lanes `a ++ b`; with a constant table LLVM emits one
+/// two-source permute (or a 128-bit-granular shuffle).
+#[inline(always)]
+fn shuffle2(a: Lane, b: Lane, t: [u8; 16]) -> Lane {
+    let (a, b) = (a.to_array(), b.to_array());
+    #[inline(always)]
+    fn at(a: &[f32; 16], b: &[f32; 16], j: u8) -> f32 {
+        let j = usize::from(j);
+        if j < 16 { a[j] } else { b[j - 16] }
     }
-    Lane::new(lo) + Lane::new(hi)
+    Lane::new([
+        at(&a, &b, t[0]),
+        at(&a, &b, t[1]),
+        at(&a, &b, t[2]),
+        at(&a, &b, t[3]),
+        at(&a, &b, t[4]),
+        at(&a, &b, t[5]),
+        at(&a, &b, t[6]),
+        at(&a, &b, t[7]),
+        at(&a, &b, t[8]),
+        at(&a, &b, t[9]),
+        at(&a, &b, t[10]),
+        at(&a, &b, t[11]),
+        at(&a, &b, t[12]),
+        at(&a, &b, t[13]),
+        at(&a, &b, t[14]),
+        at(&a, &b, t[15]),
+    ])
 }
 
 /// The lanes of `x` as an array.
@@ -321,4 +326,26 @@ pub(crate) fn gt(a: Lane, b: Lane) -> Lane {
 #[inline]
 pub(crate) fn first_non_finite(x: Lane, n: usize) -> Option<usize> {
     x.to_array().iter().take(n).position(|v| !v.is_finite())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::SplitMix64;
+
+    #[test]
+    fn sum16_is_sixteen_sums_bit_for_bit() {
+        let mut rng = SplitMix64::new(5);
+        for _ in 0..100 {
+            let x: [Lane; 16] = core::array::from_fn(|_| {
+                Lane::new(core::array::from_fn(|_| {
+                    rng.uniform(1.0) * (1u64 << (rng.next_u64() % 20)) as f32
+                }))
+            });
+            let got = sum16(&x).to_array();
+            for (m, xm) in x.iter().enumerate() {
+                assert_eq!(got[m].to_bits(), sum(*xm).to_bits(), "lane {m}");
+            }
+        }
+    }
 }
