@@ -567,6 +567,54 @@ impl<const I: usize, const O: usize> Sink<'_, I, O> {
         }
     }
 
+    /// Sixteen weights `W[j][k..k + 16]` at once, lane `i` of `g` for `W[j][k + i]`: the same
+    /// operations as sixteen calls of [`Sink::weight`], lane-wise (a multiply and a subtract,
+    /// not fused), so bit for bit the same values.
+    #[inline(always)]
+    fn weights16(&mut self, j: usize, k: usize, g: Lane) {
+        match self {
+            Sink::Store(d) => lanes::store16(g, &mut d.w[j][k..k + 16]),
+            Sink::Add(d) => {
+                let r = &mut d.w[j][k..k + 16];
+                lanes::store16(lanes::load16(r) + g, r);
+            }
+            Sink::Sgd { w, lr, prior, .. } => {
+                let g = match prior {
+                    Some(p) => lanes::load16(&p.w[j][k..k + 16]) + g,
+                    None => g,
+                };
+                let r = &mut w[j][k..k + 16];
+                lanes::store16(lanes::load16(r) - lanes::splat(*lr) * g, r);
+            }
+        }
+    }
+
+    /// Weights `W[j][k..k + 8]` (lanes 0..8 of `g`) and `W[j + 1][k..k + 8]` (lanes 8..16):
+    /// the same operations as [`Sink::weight`], lane-wise, bit for bit.
+    #[inline(always)]
+    fn weights2x8(&mut self, j: usize, k: usize, g: Lane) {
+        match self {
+            Sink::Store(d) => {
+                let (r0, r1) = rows2(&mut d.w, j);
+                lanes::store8x2(g, &mut r0[k..k + 8], &mut r1[k..k + 8]);
+            }
+            Sink::Add(d) => {
+                let (r0, r1) = rows2(&mut d.w, j);
+                let v = lanes::load8x2(&r0[k..k + 8], &r1[k..k + 8]) + g;
+                lanes::store8x2(v, &mut r0[k..k + 8], &mut r1[k..k + 8]);
+            }
+            Sink::Sgd { w, lr, prior, .. } => {
+                let g = match prior {
+                    Some(p) => lanes::load8x2(&p.w[j][k..k + 8], &p.w[j + 1][k..k + 8]) + g,
+                    None => g,
+                };
+                let (r0, r1) = rows2(w, j);
+                let v = lanes::load8x2(&r0[k..k + 8], &r1[k..k + 8]) - lanes::splat(*lr) * g;
+                lanes::store8x2(v, &mut r0[k..k + 8], &mut r1[k..k + 8]);
+            }
+        }
+    }
+
     #[inline(always)]
     fn bias(&mut self, j: usize, g: f32) {
         match self {
@@ -588,22 +636,54 @@ impl<const I: usize, const O: usize> Sink<'_, I, O> {
 ///
 /// Padded samples of a partial block must have `dz == 0` (the loss kernels guarantee it), so
 /// they add nothing.
-// PERF: register tiles of up to 4 x 4 accumulators over (j, k): per block a tile loads up to
-// 4 `dz` and 4 `x` lanes for 16 FMAs (two FMAs per load, within Zen 4's two loads and two
-// 256-bit FMA halves a cycle). The sum over samples stays in registers across all blocks of
-// the tile, and the sixteen accumulators of a register tile are reduced across lanes
-// together by `lanes::sum16` (under three operations a weight instead of about eight).
-// Edge tiles (`O` or `I` not a multiple of 4, like the 3 outputs of Iris) use the same
-// kernel with fewer accumulators, never a one-accumulator loop.
+// PERF: two register tilings, both with 16 independent accumulator chains (enough to cover
+// the FMA latency on two FMA pipes twice over) that keep the sum over samples in registers
+// across all blocks of the tile:
+// - the body, columns in runs of 16 (`k16 = I - I % 16` of them): a 1 x 16 tile, one row `j`
+//   and sixteen columns, loads one `dz` lane and 16 `x` lanes per block for 16 FMAs. That is
+//   a load per FMA (two a cycle, as many as FMAs), but its 16 sums are 16 *contiguous*
+//   weights, so the fused update (or the store of a partial sum) is three vector operations
+//   instead of about fifty scalar ones, which compete with the FMAs for the same ports. The
+//   columns are walked in panels of 64 (`x` of a 128-sample tile: 8 blocks x 64 lanes x 64 B
+//   = 32 KiB, resident in L1) with all rows `j` inside a panel, so `x` is read from L2 once
+//   per panel rather than once per row.
+// - the rest (`I % 16` columns, e.g. Iris's 4 inputs): 4 x 4 tiles over (j, k), per block 4
+//   `dz` and 4 `x` lanes for 16 FMAs, with scalar updates; edge tiles (`O` or `I` not a
+//   multiple of 4) use the same kernel with fewer accumulators.
+// Either way the 16 accumulators of a register tile are reduced across lanes together by
+// `lanes::sum16` (under three operations a weight instead of about eight), once per tile.
 pub(crate) fn param_grads_tile<const I: usize, const O: usize>(
     x: &[[Lane; I]],
     dz: &[[Lane; O]],
     mut sink: Sink<'_, I, O>,
 ) {
+    const PANEL: usize = 64;
+    let k16 = I - I % 16;
+    let mut kp = 0;
+    while kp < k16 {
+        let kend = (kp + PANEL).min(k16);
+        let mut j = 0;
+        while j + 2 <= O {
+            let mut k = kp;
+            while k < kend {
+                grad_run2x8(x, dz, j, k, &mut sink);
+                k += 8;
+            }
+            j += 2;
+        }
+        if j < O {
+            let mut k = kp;
+            while k < kend {
+                grad_run16(x, dz, j, k, &mut sink);
+                k += 16;
+            }
+        }
+        kp = kend;
+    }
     let mut j = 0;
     while j < O {
         let jn = (O - j).min(4);
-        let mut k = 0;
+        let mut k = k16;
         while k < I {
             let kn = (I - k).min(4);
             match (jn, kn) {
@@ -644,6 +724,55 @@ pub(crate) fn param_grads_tile<const I: usize, const O: usize>(
         }
         j += 16;
     }
+}
+
+/// Rows `j` and `j + 1` of `w`, both mutable.
+#[inline(always)]
+fn rows2<const I: usize, const O: usize>(
+    w: &mut [[f32; I]; O],
+    j: usize,
+) -> (&mut [f32; I], &mut [f32; I]) {
+    let (a, b) = w.split_at_mut(j + 1);
+    (&mut a[j], &mut b[0])
+}
+
+/// The 2 x 8 register tile of [`param_grads_tile`]: rows `j, j + 1`, columns `k..k + 8`.
+#[inline(always)]
+fn grad_run2x8<const I: usize, const O: usize>(
+    x: &[[Lane; I]],
+    dz: &[[Lane; O]],
+    j: usize,
+    k: usize,
+    sink: &mut Sink<'_, I, O>,
+) {
+    let mut acc = [lanes::zero(); 16];
+    for (xb, db) in x.iter().zip(dz) {
+        let (d0, d1) = (db[j], db[j + 1]);
+        for (i, &xv) in xb[k..k + 8].iter().enumerate() {
+            acc[i] = lanes::fma(d0, xv, acc[i]);
+            acc[8 + i] = lanes::fma(d1, xv, acc[8 + i]);
+        }
+    }
+    sink.weights2x8(j, k, lanes::sum16(&acc));
+}
+
+/// The 1 x 16 register tile of [`param_grads_tile`]: row `j`, columns `k..k + 16`.
+#[inline(always)]
+fn grad_run16<const I: usize, const O: usize>(
+    x: &[[Lane; I]],
+    dz: &[[Lane; O]],
+    j: usize,
+    k: usize,
+    sink: &mut Sink<'_, I, O>,
+) {
+    let mut acc = [lanes::zero(); 16];
+    for (xb, db) in x.iter().zip(dz) {
+        let d = db[j];
+        for (a, &xv) in acc.iter_mut().zip(&xb[k..k + 16]) {
+            *a = lanes::fma(d, xv, *a);
+        }
+    }
+    sink.weights16(j, k, lanes::sum16(&acc));
 }
 
 /// One `JN x KN` register tile of [`param_grads_tile`] at rows `j..j + JN`, columns

@@ -234,6 +234,37 @@ fn shuffle2(a: Lane, b: Lane, t: [u8; 16]) -> Lane {
     ])
 }
 
+/// Sixteen consecutive floats as a lane (`v.len()` must be 16).
+#[inline(always)]
+pub(crate) fn load16(v: &[f32]) -> Lane {
+    let mut a = [0.0f32; LANES];
+    a.copy_from_slice(v);
+    Lane::new(a)
+}
+
+/// Stores a lane to sixteen consecutive floats (`v.len()` must be 16).
+#[inline(always)]
+pub(crate) fn store16(x: Lane, v: &mut [f32]) {
+    v.copy_from_slice(&x.to_array());
+}
+
+/// Two runs of eight floats as one lane: `a` in lanes 0..8, `b` in lanes 8..16.
+#[inline(always)]
+pub(crate) fn load8x2(a: &[f32], b: &[f32]) -> Lane {
+    let mut v = [0.0f32; LANES];
+    v[..8].copy_from_slice(a);
+    v[8..].copy_from_slice(b);
+    Lane::new(v)
+}
+
+/// Stores lanes 0..8 to `a` and lanes 8..16 to `b`.
+#[inline(always)]
+pub(crate) fn store8x2(x: Lane, a: &mut [f32], b: &mut [f32]) {
+    let v = x.to_array();
+    a.copy_from_slice(&v[..8]);
+    b.copy_from_slice(&v[8..]);
+}
+
 /// The lanes of `x` as an array.
 #[inline(always)]
 pub(crate) fn to_array(x: Lane) -> [f32; LANES] {
