@@ -572,18 +572,24 @@ impl<const I: usize, const O: usize> Sink<'_, I, O> {
     /// not fused), so bit for bit the same values.
     #[inline(always)]
     fn weights16(&mut self, j: usize, k: usize, g: Lane) {
+        self.flat16(j * I + k, g);
+    }
+
+    /// Sixteen weights at flat (row-major) index `f..f + 16` of `W`, which may span rows.
+    #[inline(always)]
+    fn flat16(&mut self, f: usize, g: Lane) {
         match self {
-            Sink::Store(d) => lanes::store16(g, &mut d.w[j][k..k + 16]),
+            Sink::Store(d) => lanes::store16(g, &mut d.w.as_flattened_mut()[f..f + 16]),
             Sink::Add(d) => {
-                let r = &mut d.w[j][k..k + 16];
+                let r = &mut d.w.as_flattened_mut()[f..f + 16];
                 lanes::store16(lanes::load16(r) + g, r);
             }
             Sink::Sgd { w, lr, prior, .. } => {
                 let g = match prior {
-                    Some(p) => lanes::load16(&p.w[j][k..k + 16]) + g,
+                    Some(p) => lanes::load16(&p.w.as_flattened()[f..f + 16]) + g,
                     None => g,
                 };
-                let r = &mut w[j][k..k + 16];
+                let r = &mut w.as_flattened_mut()[f..f + 16];
                 lanes::store16(lanes::load16(r) - lanes::splat(*lr) * g, r);
             }
         }
@@ -795,7 +801,13 @@ fn grad_tile<const I: usize, const O: usize, const JN: usize, const KN: usize>(
             }
         }
     }
-    let s = lanes::to_array(lanes::sum16(&acc));
+    let g = lanes::sum16(&acc);
+    if JN * KN == 16 && KN == I {
+        // Whole rows (I == 4): the 16 weights are contiguous, one vector update.
+        sink.flat16(j * I, g);
+        return;
+    }
+    let s = lanes::to_array(g);
     for jj in 0..JN {
         for kk in 0..KN {
             sink.weight(j + jj, k + kk, s[jj * KN + kk]);
