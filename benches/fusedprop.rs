@@ -209,7 +209,7 @@ fn inference(c: &mut Criterion) {
 }
 
 #[cfg(feature = "rayon")]
-fn par_bench<const I: usize, const H: usize, const O: usize>(
+fn par_bench<const I: usize, const H: usize, const O: usize, const C: usize>(
     c: &mut Criterion,
     name: &str,
     n: usize,
@@ -225,7 +225,7 @@ fn par_bench<const I: usize, const H: usize, const O: usize>(
     let mut model: Box<Mlp<I, H, O>> = Box::new(Mlp::ZERO);
     model.init_glorot(7);
     let mut ws: Box<Workspace<I, H, O>> = Box::new(Workspace::ZERO);
-    let mut pws: Box<ParWorkspace<I, H, O, 4>> = Box::new(ParWorkspace::ZERO);
+    let mut pws: Box<ParWorkspace<I, H, O, C>> = Box::new(ParWorkspace::ZERO);
     let id = format!("{name}x{n}");
     g.throughput(Throughput::Elements(common::mlp_step_flop(I, H, O, n)));
     g.bench_function(BenchmarkId::new("serial", &id), |b| {
@@ -251,11 +251,13 @@ fn par_bench<const I: usize, const H: usize, const O: usize>(
 
 #[cfg(feature = "rayon")]
 fn parallel(c: &mut Criterion) {
-    par_bench::<784, 256, 10>(c, "784-256-10", 256);
-    par_bench::<784, 256, 10>(c, "784-256-10", 1024);
-    par_bench::<784, 256, 10>(c, "784-256-10", 8192);
-    par_bench::<4, 32, 3>(c, "4-32-3", 120);
-    par_bench::<4, 32, 3>(c, "4-32-3", 65536);
+    // Slots per round: few for wide models (a tile is ~160 MFLOP), many for tiny ones (a
+    // 4-32-3 tile is ~140 kFLOP, far less than a fork-join).
+    par_bench::<784, 256, 10, 4>(c, "784-256-10", 256);
+    par_bench::<784, 256, 10, 4>(c, "784-256-10", 1024);
+    par_bench::<784, 256, 10, 4>(c, "784-256-10", 8192);
+    par_bench::<4, 32, 3, 64>(c, "4-32-3", 120);
+    par_bench::<4, 32, 3, 64>(c, "4-32-3", 65536);
 }
 
 #[cfg(not(feature = "rayon"))]

@@ -63,7 +63,10 @@ fn two_threads(f: impl FnMut() + Send) -> Option<f64> {
     Some(pool.install(|| median_secs(&mut f, 11, 2e-3)))
 }
 
-fn workload<const I: usize, const H: usize, const O: usize>(name: &str, n: usize) -> Row {
+fn workload<const I: usize, const H: usize, const O: usize, const C: usize>(
+    name: &str,
+    n: usize,
+) -> Row {
     let x = rows::<I>(n, 10);
     let y = common::labels(n, O, 11);
     let sgd = Sgd::new(1e-3).expect("valid learning rate");
@@ -80,7 +83,7 @@ fn workload<const I: usize, const H: usize, const O: usize>(name: &str, n: usize
     );
     #[cfg(feature = "rayon")]
     let t2 = {
-        let mut pws: Box<fusedprop::ParWorkspace<I, H, O, 4>> =
+        let mut pws: Box<fusedprop::ParWorkspace<I, H, O, C>> =
             Box::new(fusedprop::ParWorkspace::ZERO);
         let m = &mut model;
         two_threads(|| {
@@ -165,11 +168,11 @@ fn main() {
         .map(|_| {
             vec![
                 iris_packed(),
-                workload::<4, 32, 3>("Iris-shaped step, rows (4-32-3)", 120),
-                workload::<64, 128, 10>("digits full batch (64-128-10)", 1797),
-                workload::<784, 256, 10>("MNIST-shaped (784-256-10)", 256),
-                workload::<784, 256, 10>("MNIST-shaped (784-256-10)", 1024),
-                workload::<4, 32, 3>("Iris-shaped, large batch (4-32-3)", 65536),
+                workload::<4, 32, 3, 64>("Iris-shaped step, rows (4-32-3)", 120),
+                workload::<64, 128, 10, 8>("digits full batch (64-128-10)", 1797),
+                workload::<784, 256, 10, 4>("MNIST-shaped (784-256-10)", 256),
+                workload::<784, 256, 10, 4>("MNIST-shaped (784-256-10)", 1024),
+                workload::<4, 32, 3, 64>("Iris-shaped, large batch (4-32-3)", 65536),
             ]
         })
         .collect();

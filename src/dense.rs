@@ -415,6 +415,40 @@ impl<const I: usize, const O: usize> Dense<I, O> {
         }
     }
 
+    /// `y = W x + b` for one sample, vectorized over the inputs of each output (the latency
+    /// path of [`Mlp::predict_one`](crate::Mlp::predict_one)); sums in another order than
+    /// [`Dense::forward`].
+    // PERF: each output's dot product runs over chunks of 16 inputs (the last one
+    // zero-padded) into its own accumulator, and sixteen outputs' accumulators are reduced
+    // together by `lanes::sum16`. For 4-32-3 that is 32 + 6 multiplies and 3 shared
+    // reductions instead of 224 FMAs on lanes holding one real sample.
+    pub(crate) fn forward_one(&self, x: &[f32; I], y: &mut [f32; O]) {
+        let full = I / 16;
+        let tail = I % 16;
+        let xt = lanes::load_partial(&x[16 * full..]);
+        let mut j = 0;
+        while j < O {
+            let rn = (O - j).min(16);
+            let mut acc = [lanes::zero(); 16];
+            for (a, row) in acc.iter_mut().zip(&self.w[j..j + rn]) {
+                let mut s = lanes::zero();
+                for c in 0..full {
+                    let r = 16 * c..16 * c + 16;
+                    s = lanes::fma(lanes::load16(&row[r.clone()]), lanes::load16(&x[r]), s);
+                }
+                if tail > 0 {
+                    s = lanes::fma(lanes::load_partial(&row[16 * full..]), xt, s);
+                }
+                *a = s;
+            }
+            let s = lanes::to_array(lanes::sum16(&acc));
+            for ((yv, &b), &g) in y[j..j + rn].iter_mut().zip(&self.b[j..j + rn]).zip(&s) {
+                *yv = b + g;
+            }
+            j += 16;
+        }
+    }
+
     /// [`Dense::forward_block`] for a run of blocks, bit for bit the same result per block.
     // PERF: a register tile of 4 outputs x 4 blocks: per input `k` it loads one lane from
     // each of the 4 blocks and broadcasts 4 weights (folded into the FMAs) for 16

@@ -314,6 +314,14 @@ pub(crate) fn store8x2(x: Lane, a: &mut [f32], b: &mut [f32]) {
     b.copy_from_slice(&v[8..]);
 }
 
+/// Up to sixteen floats as a lane, zero in the lanes past `v.len()`.
+#[inline(always)]
+pub(crate) fn load_partial(v: &[f32]) -> Lane {
+    let mut a = [0.0f32; LANES];
+    a[..v.len()].copy_from_slice(v);
+    Lane::new(a)
+}
+
 /// The lanes of `x` as an array.
 #[inline(always)]
 pub(crate) fn to_array(x: Lane) -> [f32; LANES] {

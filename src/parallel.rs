@@ -17,12 +17,15 @@
 //!
 //! # When it pays
 //! A rayon fork-join costs 15-21 us on the 2-core reference machine, more than a whole Iris
-//! epoch. A step whose arithmetic is below [`PAR_MIN_FLOP`] (or that has a single tile) runs
-//! the serial step on slot 0 of the workspace, so going through `train_step_par` never makes
-//! a small batch slower.
+//! epoch, and the step pays one per round of `C` tiles. A step whose rounds carry less
+//! arithmetic than [`PAR_MIN_FLOP`] each (or that has a single tile) runs the serial step on
+//! slot 0 of the workspace, so going through `train_step_par` never makes a small batch
+//! slower. Small models want many slots (64 for 4-32-3: a tile of it is only about 140 kFLOP),
+//! wide ones few (a 784-256-10 tile is about 160 MFLOP).
 
 use rayon::prelude::*;
 
+use crate::TILE_SAMPLES;
 use crate::dense::{Dense, DenseGrads};
 use crate::error::Error;
 use crate::lanes::{self, Lane};
@@ -32,13 +35,14 @@ use crate::mlp::{
 };
 use crate::optim::Sgd;
 
-/// The least arithmetic (in FLOP, as counted in DESIGN.md: 6 per weight per sample, 4 in the
-/// first layer) for which [`Mlp::train_step_par`] goes parallel by default.
+/// The least arithmetic per round (one fork-join over up to `C` tiles), in FLOP as the benches
+/// count it (`4(IH + HO) + 2HO` per sample), for which [`Mlp::train_step_par`] goes parallel
+/// by default.
 ///
-/// Measured on the 2-core reference machine (`benches`, group `parallel`): a fork-join costs
-/// 15-21 us, so two threads win once the serial step takes about 100 us; the serial kernels
-/// run at 40-90 GFLOP/s, so about 8 MFLOP (4-32-3 from about 7 000 samples, 784-256-10 from
-/// two tiles).
+/// A fork-join costs 15-21 us on the 2-core reference machine, so two threads win once a
+/// round is worth about 100 us of serial work; the serial kernels run at 50-95 GFLOP/s, so
+/// about 8 MFLOP (`benches`, group `parallel`: 4-32-3 with 64 slots from about 7 000 samples,
+/// 784-256-10 from two tiles).
 pub const PAR_MIN_FLOP: u64 = 8_000_000;
 
 /// What one tile's pass learned, kept per slot until the ordered reduction.
@@ -101,8 +105,9 @@ impl<const I: usize, const H: usize, const O: usize, const C: usize> ParWorkspac
         Self::ZERO
     }
 
-    /// Sets the least arithmetic per step (FLOP) for which steps go parallel; `0` makes
-    /// every step with two or more tiles parallel. The result does not depend on it.
+    /// Sets the least arithmetic per round of `C` tiles (FLOP) for which steps go parallel;
+    /// `0` makes every step with two or more tiles parallel. The result does not depend on
+    /// it.
     #[inline]
     pub fn set_min_flop(&mut self, flop: u64) {
         self.min_flop = flop;
@@ -146,8 +151,8 @@ pub fn step_flop(inputs: usize, hidden: usize, outputs: usize, n: usize) -> u64 
 impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
     /// [`Mlp::train_step`] with the tiles of the batch spread over rayon's threads; the loss
     /// and the updated weights are bit for bit those of `train_step`, whatever the number of
-    /// threads. Steps smaller than the workspace's threshold ([`PAR_MIN_FLOP`] by default),
-    /// or of a single tile, run serially.
+    /// threads. Steps whose rounds of `C` tiles carry less arithmetic than the workspace's
+    /// threshold ([`PAR_MIN_FLOP`] by default), or of a single tile, run serially.
     ///
     /// # Errors
     /// As [`Mlp::train_step`]; the same error for the same batch. On error every weight is
@@ -164,8 +169,8 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
     ) -> Result<f32, Error> {
         check_batch::<I, O>(x, labels)?;
         let src = Source::Rows { x, labels };
-        let flop = step_flop(I, H, O, x.len());
-        if C < 2 || src.tiles() < 2 || flop < pws.min_flop {
+        let per_round = step_flop(I, H, O, x.len().min(C * TILE_SAMPLES));
+        if C < 2 || src.tiles() < 2 || per_round < pws.min_flop {
             return self.train_step(x, labels, sgd, &mut pws.slots[0]);
         }
         par_run(self, src, sgd.learning_rate(), pws)
