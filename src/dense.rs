@@ -422,28 +422,56 @@ impl<const I: usize, const O: usize> Dense<I, O> {
     // zero-padded) into its own accumulator, and sixteen outputs' accumulators are reduced
     // together by `lanes::sum16`. For 4-32-3 that is 32 + 6 multiplies and 3 shared
     // reductions instead of 224 FMAs on lanes holding one real sample.
-    pub(crate) fn forward_one(&self, x: &[f32; I], y: &mut [f32; O]) {
+    pub(crate) fn forward_one<const RELU: bool>(&self, x: &[f32; I], y: &mut [f32; O]) {
         let full = I / 16;
         let tail = I % 16;
         let xt = lanes::load_partial(&x[16 * full..]);
+        let flat = self.w.as_flattened();
         let mut j = 0;
         while j < O {
             let rn = (O - j).min(16);
             let mut acc = [lanes::zero(); 16];
-            for (a, row) in acc.iter_mut().zip(&self.w[j..j + rn]) {
+            for (r, a) in acc.iter_mut().enumerate().take(rn) {
+                let row = &self.w[j + r];
                 let mut s = lanes::zero();
                 for c in 0..full {
-                    let r = 16 * c..16 * c + 16;
-                    s = lanes::fma(lanes::load16(&row[r.clone()]), lanes::load16(&x[r]), s);
+                    let cr = 16 * c..16 * c + 16;
+                    s = lanes::fma(lanes::load16(&row[cr.clone()]), lanes::load16(&x[cr]), s);
                 }
                 if tail > 0 {
-                    s = lanes::fma(lanes::load_partial(&row[16 * full..]), xt, s);
+                    // PERF: a full 16-float load that runs into the next rows (their products
+                    // with the zero lanes of `xt` are zero; weights are finite) instead of
+                    // assembling a padded lane on the stack, which stalls store forwarding.
+                    let start = (j + r) * I + 16 * full;
+                    let w = if start + 16 <= flat.len() {
+                        lanes::load16(&flat[start..start + 16])
+                    } else {
+                        lanes::load_partial(&flat[start..start + tail])
+                    };
+                    s = lanes::fma(w, xt, s);
                 }
                 *a = s;
             }
-            let s = lanes::to_array(lanes::sum16(&acc));
-            for ((yv, &b), &g) in y[j..j + rn].iter_mut().zip(&self.b[j..j + rn]).zip(&s) {
-                *yv = b + g;
+            let g = lanes::sum16(&acc);
+            if rn == 16 {
+                // PERF: one vector store, so the next layer's vector loads of `y` forward
+                // from it (sixteen scalar stores would stall them).
+                let mut v = lanes::load16(&self.b[j..j + 16]) + g;
+                if RELU {
+                    v = lanes::relu(v);
+                }
+                lanes::store16(v, &mut y[j..j + 16]);
+            } else {
+                let s = lanes::to_array(g);
+                for ((yv, &b), &g) in y[j..j + rn].iter_mut().zip(&self.b[j..j + rn]).zip(&s) {
+                    let v = b + g;
+                    // ReLU with the crate's convention (+0 for v <= 0, NaN kept).
+                    *yv = if !RELU || v > 0.0 || v.is_nan() {
+                        v
+                    } else {
+                        0.0
+                    };
+                }
             }
             j += 16;
         }

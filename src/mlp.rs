@@ -373,13 +373,9 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
             });
         }
         let mut h = [0.0f32; H];
-        self.hidden.forward_one(x, &mut h);
-        for v in &mut h {
-            // ReLU with the crate's convention (+0 for x <= 0, NaN kept).
-            *v = if *v > 0.0 || v.is_nan() { *v } else { 0.0 };
-        }
+        self.hidden.forward_one::<true>(x, &mut h);
         let mut z = [0.0f32; O];
-        self.output.forward_one(&h, &mut z);
+        self.output.forward_one::<false>(&h, &mut z);
         let mut best = 0;
         for (j, &v) in z.iter().enumerate().skip(1) {
             if v > z[best] {
