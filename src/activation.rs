@@ -233,7 +233,12 @@ pub(crate) fn row_max<const N: usize>(z: &[Lane; N]) -> Lane {
 /// Replaces `z` by `e^(z - max z)` and returns the row sums `sum_j e^(z_j - max z)`.
 #[inline(always)]
 pub(crate) fn exp_shifted_block<const N: usize>(z: &mut [Lane; N]) -> Lane {
-    let m = row_max(z);
+    exp_shifted_by(z, row_max(z))
+}
+
+/// [`exp_shifted_block`] with the row maximum `m` already known.
+#[inline(always)]
+pub(crate) fn exp_shifted_by<const N: usize>(z: &mut [Lane; N], m: Lane) -> Lane {
     let mut s = lanes::zero();
     for v in z.iter_mut() {
         *v = lanes::exp(*v - m);

@@ -197,9 +197,14 @@ impl<const I: usize, const O: usize> Dense<I, O> {
     }
 
     /// The largest `|w|` and `|b|` of the layer.
+    // PERF: runs before every training step. For finite floats with the sign bit cleared the
+    // integer order of the bits is the numeric order, and an integer maximum vectorizes
+    // (`f32::max` with its NaN rules does not). The weights are finite by construction; a
+    // NaN would come out as NaN, which refuses the step.
     pub(crate) fn max_abs(&self) -> f32 {
-        let flat = self.w.iter().flatten().chain(self.b.iter());
-        flat.fold(0.0f32, |m, v| m.max(v.abs()))
+        let bits = |m: u32, v: &f32| m.max(v.to_bits() & 0x7fff_ffff);
+        let m = self.w.as_flattened().iter().fold(0u32, bits);
+        f32::from_bits(self.b.iter().fold(m, bits))
     }
 
     /// `y = W x + b` for one sample.
@@ -348,37 +353,34 @@ impl<const I: usize, const O: usize> Dense<I, O> {
     /// `z[j] = b[j] + sum_k W[j][k] x[k]` for one block of sixteen samples.
     // PERF: outputs are produced four at a time so that four independent FMA chains hide the
     // FMA latency (4 cycles on Zen 4) when `I` is long; each `x[k]` lane is loaded once per
-    // four outputs and each weight is a broadcast from memory.
+    // four outputs and each weight is a broadcast from memory (folded into the FMA). The
+    // last `O % 4` outputs run together in one pass (3 chains for Iris's output layer), not
+    // one output at a time.
     #[inline]
     pub(crate) fn forward_block(&self, x: &[Lane; I], z: &mut [Lane; O]) {
         let mut j = 0;
         while j + 4 <= O {
-            let (w0, w1, w2, w3) = (&self.w[j], &self.w[j + 1], &self.w[j + 2], &self.w[j + 3]);
-            let mut a0 = lanes::splat(self.b[j]);
-            let mut a1 = lanes::splat(self.b[j + 1]);
-            let mut a2 = lanes::splat(self.b[j + 2]);
-            let mut a3 = lanes::splat(self.b[j + 3]);
-            for (k, &xk) in x.iter().enumerate() {
-                a0 = lanes::fma(lanes::splat(w0[k]), xk, a0);
-                a1 = lanes::fma(lanes::splat(w1[k]), xk, a1);
-                a2 = lanes::fma(lanes::splat(w2[k]), xk, a2);
-                a3 = lanes::fma(lanes::splat(w3[k]), xk, a3);
-            }
-            z[j] = a0;
-            z[j + 1] = a1;
-            z[j + 2] = a2;
-            z[j + 3] = a3;
+            self.forward_rows::<4>(x, z, j);
             j += 4;
         }
-        while j < O {
-            let wj = &self.w[j];
-            let mut a = lanes::splat(self.b[j]);
-            for (k, &xk) in x.iter().enumerate() {
-                a = lanes::fma(lanes::splat(wj[k]), xk, a);
-            }
-            z[j] = a;
-            j += 1;
+        match O - j {
+            3 => self.forward_rows::<3>(x, z, j),
+            2 => self.forward_rows::<2>(x, z, j),
+            1 => self.forward_rows::<1>(x, z, j),
+            _ => {}
         }
+    }
+
+    /// Outputs `j..j + JN` of [`Dense::forward_block`], `JN` independent chains over `k`.
+    #[inline(always)]
+    fn forward_rows<const JN: usize>(&self, x: &[Lane; I], z: &mut [Lane; O], j: usize) {
+        let mut acc: [Lane; JN] = core::array::from_fn(|jj| lanes::splat(self.b[j + jj]));
+        for (k, &xk) in x.iter().enumerate() {
+            for (jj, a) in acc.iter_mut().enumerate() {
+                *a = lanes::fma(lanes::splat(self.w[j + jj][k]), xk, *a);
+            }
+        }
+        z[j..j + JN].copy_from_slice(&acc);
     }
 
     /// `dx[k] = sum_j W[j][k] dz[j]` for one block of samples.
@@ -410,6 +412,173 @@ impl<const I: usize, const O: usize> Dense<I, O> {
             }
             dx[k] = a;
             k += 1;
+        }
+    }
+
+    /// `y = W x + b` for one sample, vectorized over the inputs of each output (the latency
+    /// path of [`Mlp::predict_one`](crate::Mlp::predict_one)); sums in another order than
+    /// [`Dense::forward`].
+    // PERF: each output's dot product runs over chunks of 16 inputs (the last one
+    // zero-padded) into its own accumulator, and sixteen outputs' accumulators are reduced
+    // together by `lanes::sum16`. For 4-32-3 that is 32 + 6 multiplies and 3 shared
+    // reductions instead of 224 FMAs on lanes holding one real sample.
+    pub(crate) fn forward_one<const RELU: bool>(&self, x: &[f32; I], y: &mut [f32; O]) {
+        let full = I / 16;
+        let tail = I % 16;
+        let xt = lanes::load_partial(&x[16 * full..]);
+        let flat = self.w.as_flattened();
+        let mut j = 0;
+        while j < O {
+            let rn = (O - j).min(16);
+            let mut acc = [lanes::zero(); 16];
+            for (r, a) in acc.iter_mut().enumerate().take(rn) {
+                let row = &self.w[j + r];
+                let mut s = lanes::zero();
+                for c in 0..full {
+                    let cr = 16 * c..16 * c + 16;
+                    s = lanes::fma(lanes::load16(&row[cr.clone()]), lanes::load16(&x[cr]), s);
+                }
+                if tail > 0 {
+                    // PERF: a full 16-float load that runs into the next rows (their products
+                    // with the zero lanes of `xt` are zero; weights are finite) instead of
+                    // assembling a padded lane on the stack, which stalls store forwarding.
+                    let start = (j + r) * I + 16 * full;
+                    let w = if start + 16 <= flat.len() {
+                        lanes::load16(&flat[start..start + 16])
+                    } else {
+                        lanes::load_partial(&flat[start..start + tail])
+                    };
+                    s = lanes::fma(w, xt, s);
+                }
+                *a = s;
+            }
+            let g = lanes::sum16(&acc);
+            if rn == 16 {
+                // PERF: one vector store, so the next layer's vector loads of `y` forward
+                // from it (sixteen scalar stores would stall them).
+                let mut v = lanes::load16(&self.b[j..j + 16]) + g;
+                if RELU {
+                    v = lanes::relu(v);
+                }
+                lanes::store16(v, &mut y[j..j + 16]);
+            } else {
+                let s = lanes::to_array(g);
+                for ((yv, &b), &g) in y[j..j + rn].iter_mut().zip(&self.b[j..j + rn]).zip(&s) {
+                    let v = b + g;
+                    // ReLU with the crate's convention (+0 for v <= 0, NaN kept).
+                    *yv = if !RELU || v > 0.0 || v.is_nan() {
+                        v
+                    } else {
+                        0.0
+                    };
+                }
+            }
+            j += 16;
+        }
+    }
+
+    /// [`Dense::forward_block`] for a run of blocks, bit for bit the same result per block.
+    // PERF: a register tile of 4 outputs x 4 blocks: per input `k` it loads one lane from
+    // each of the 4 blocks and broadcasts 4 weights (folded into the FMAs) for 16
+    // independent FMAs, half a load per FMA, and 16 chains cover the FMA latency (4 cycles)
+    // on two FMA pipes twice over. One block at a time would reload each weight per block and
+    // keep only 4 chains in flight (half the FMA rate). Each accumulator still starts at the
+    // bias and adds `k` in ascending order, as `forward_block` does.
+    pub(crate) fn forward_blocks(&self, x: &[[Lane; I]], z: &mut [[Lane; O]]) {
+        let nb = x.len().min(z.len());
+        let mut b = 0;
+        while b + 4 <= nb {
+            let mut j = 0;
+            while j + 4 <= O {
+                self.forward_tile::<4, 4>(x, z, b, j);
+                j += 4;
+            }
+            match O - j {
+                3 => self.forward_tile::<3, 4>(x, z, b, j),
+                2 => self.forward_tile::<2, 4>(x, z, b, j),
+                1 => self.forward_tile::<1, 4>(x, z, b, j),
+                _ => {}
+            }
+            b += 4;
+        }
+        while b < nb {
+            self.forward_block(&x[b], &mut z[b]);
+            b += 1;
+        }
+    }
+
+    /// Outputs `j..j + R` of blocks `b..b + NB` of [`Dense::forward_blocks`].
+    #[inline(always)]
+    fn forward_tile<const R: usize, const NB: usize>(
+        &self,
+        x: &[[Lane; I]],
+        z: &mut [[Lane; O]],
+        b: usize,
+        j: usize,
+    ) {
+        let xs: [&[Lane; I]; NB] = core::array::from_fn(|bb| &x[b + bb]);
+        let rows: [&[f32; I]; R] = core::array::from_fn(|r| &self.w[j + r]);
+        let mut acc: [[Lane; R]; NB] = [core::array::from_fn(|r| lanes::splat(self.b[j + r])); NB];
+        for k in 0..I {
+            for (r, row) in rows.iter().enumerate() {
+                let w = lanes::splat(row[k]);
+                for (a, xb) in acc.iter_mut().zip(&xs) {
+                    a[r] = lanes::fma(w, xb[k], a[r]);
+                }
+            }
+        }
+        for (bb, a) in acc.iter().enumerate() {
+            z[b + bb][j..j + R].copy_from_slice(a);
+        }
+    }
+
+    /// [`Dense::backward_input_block`] for a run of blocks, bit for bit the same per block.
+    // PERF: the same 4 x 4 register tile as `forward_blocks`, over (inputs, blocks): the
+    // broadcast weights `W[j][k..k + 4]` are shared by 4 blocks.
+    pub(crate) fn backward_input_blocks(&self, dz: &[[Lane; O]], dx: &mut [[Lane; I]]) {
+        let nb = dz.len().min(dx.len());
+        let mut b = 0;
+        while b + 4 <= nb {
+            let mut k = 0;
+            while k + 4 <= I {
+                self.backward_input_tile::<4, 4>(dz, dx, b, k);
+                k += 4;
+            }
+            match I - k {
+                3 => self.backward_input_tile::<3, 4>(dz, dx, b, k),
+                2 => self.backward_input_tile::<2, 4>(dz, dx, b, k),
+                1 => self.backward_input_tile::<1, 4>(dz, dx, b, k),
+                _ => {}
+            }
+            b += 4;
+        }
+        while b < nb {
+            self.backward_input_block(&dz[b], &mut dx[b]);
+            b += 1;
+        }
+    }
+
+    /// Inputs `k..k + R` of blocks `b..b + NB` of [`Dense::backward_input_blocks`].
+    #[inline(always)]
+    fn backward_input_tile<const R: usize, const NB: usize>(
+        &self,
+        dz: &[[Lane; O]],
+        dx: &mut [[Lane; I]],
+        b: usize,
+        k: usize,
+    ) {
+        let ds: [&[Lane; O]; NB] = core::array::from_fn(|bb| &dz[b + bb]);
+        let mut acc = [[lanes::zero(); R]; NB];
+        for (j, wj) in self.w.iter().enumerate() {
+            for r in 0..R {
+                let w = lanes::splat(wj[k + r]);
+                for (a, db) in acc.iter_mut().zip(&ds) {
+                    a[r] = lanes::fma(w, db[j], a[r]);
+                }
+            }
+        }
+        for (bb, a) in acc.iter().enumerate() {
+            dx[b + bb][k..k + R].copy_from_slice(a);
         }
     }
 
@@ -460,6 +629,60 @@ impl<const I: usize, const O: usize> Sink<'_, I, O> {
         }
     }
 
+    /// Sixteen weights `W[j][k..k + 16]` at once, lane `i` of `g` for `W[j][k + i]`: the same
+    /// operations as sixteen calls of [`Sink::weight`], lane-wise (a multiply and a subtract,
+    /// not fused), so bit for bit the same values.
+    #[inline(always)]
+    fn weights16(&mut self, j: usize, k: usize, g: Lane) {
+        self.flat16(j * I + k, g);
+    }
+
+    /// Sixteen weights at flat (row-major) index `f..f + 16` of `W`, which may span rows.
+    #[inline(always)]
+    fn flat16(&mut self, f: usize, g: Lane) {
+        match self {
+            Sink::Store(d) => lanes::store16(g, &mut d.w.as_flattened_mut()[f..f + 16]),
+            Sink::Add(d) => {
+                let r = &mut d.w.as_flattened_mut()[f..f + 16];
+                lanes::store16(lanes::load16(r) + g, r);
+            }
+            Sink::Sgd { w, lr, prior, .. } => {
+                let g = match prior {
+                    Some(p) => lanes::load16(&p.w.as_flattened()[f..f + 16]) + g,
+                    None => g,
+                };
+                let r = &mut w.as_flattened_mut()[f..f + 16];
+                lanes::store16(lanes::load16(r) - lanes::splat(*lr) * g, r);
+            }
+        }
+    }
+
+    /// Weights `W[j][k..k + 8]` (lanes 0..8 of `g`) and `W[j + 1][k..k + 8]` (lanes 8..16):
+    /// the same operations as [`Sink::weight`], lane-wise, bit for bit.
+    #[inline(always)]
+    fn weights2x8(&mut self, j: usize, k: usize, g: Lane) {
+        match self {
+            Sink::Store(d) => {
+                let (r0, r1) = rows2(&mut d.w, j);
+                lanes::store8x2(g, &mut r0[k..k + 8], &mut r1[k..k + 8]);
+            }
+            Sink::Add(d) => {
+                let (r0, r1) = rows2(&mut d.w, j);
+                let v = lanes::load8x2(&r0[k..k + 8], &r1[k..k + 8]) + g;
+                lanes::store8x2(v, &mut r0[k..k + 8], &mut r1[k..k + 8]);
+            }
+            Sink::Sgd { w, lr, prior, .. } => {
+                let g = match prior {
+                    Some(p) => lanes::load8x2(&p.w[j][k..k + 8], &p.w[j + 1][k..k + 8]) + g,
+                    None => g,
+                };
+                let (r0, r1) = rows2(w, j);
+                let v = lanes::load8x2(&r0[k..k + 8], &r1[k..k + 8]) - lanes::splat(*lr) * g;
+                lanes::store8x2(v, &mut r0[k..k + 8], &mut r1[k..k + 8]);
+            }
+        }
+    }
+
     #[inline(always)]
     fn bias(&mut self, j: usize, g: f32) {
         match self {
@@ -481,56 +704,175 @@ impl<const I: usize, const O: usize> Sink<'_, I, O> {
 ///
 /// Padded samples of a partial block must have `dz == 0` (the loss kernels guarantee it), so
 /// they add nothing.
-// PERF: a 4x4 register tile of accumulators over (j, k): per block it loads 4 `dz` and 4 `x`
-// lanes for 16 FMAs. The sum over samples stays in registers across all blocks of the tile;
-// each accumulator is reduced horizontally once per tile, not once per block.
+// PERF: two register tilings, both with 16 independent accumulator chains (enough to cover
+// the FMA latency on two FMA pipes twice over) that keep the sum over samples in registers
+// across all blocks of the tile:
+// - the body, columns in runs of 16 (`k16 = I - I % 16` of them): a 1 x 16 tile, one row `j`
+//   and sixteen columns, loads one `dz` lane and 16 `x` lanes per block for 16 FMAs. That is
+//   a load per FMA (two a cycle, as many as FMAs), but its 16 sums are 16 *contiguous*
+//   weights, so the fused update (or the store of a partial sum) is three vector operations
+//   instead of about fifty scalar ones, which compete with the FMAs for the same ports. The
+//   columns are walked in panels of 64 (`x` of a 128-sample tile: 8 blocks x 64 lanes x 64 B
+//   = 32 KiB, resident in L1) with all rows `j` inside a panel, so `x` is read from L2 once
+//   per panel rather than once per row.
+// - the rest (`I % 16` columns, e.g. Iris's 4 inputs): 4 x 4 tiles over (j, k), per block 4
+//   `dz` and 4 `x` lanes for 16 FMAs, with scalar updates; edge tiles (`O` or `I` not a
+//   multiple of 4) use the same kernel with fewer accumulators.
+// Either way the 16 accumulators of a register tile are reduced across lanes together by
+// `lanes::sum16` (under three operations a weight instead of about eight), once per tile.
 pub(crate) fn param_grads_tile<const I: usize, const O: usize>(
     x: &[[Lane; I]],
     dz: &[[Lane; O]],
     mut sink: Sink<'_, I, O>,
 ) {
+    const PANEL: usize = 64;
+    let k16 = I - I % 16;
+    let mut kp = 0;
+    while kp < k16 {
+        let kend = (kp + PANEL).min(k16);
+        let mut j = 0;
+        while j + 2 <= O {
+            let mut k = kp;
+            while k < kend {
+                grad_run2x8(x, dz, j, k, &mut sink);
+                k += 8;
+            }
+            j += 2;
+        }
+        if j < O {
+            let mut k = kp;
+            while k < kend {
+                grad_run16(x, dz, j, k, &mut sink);
+                k += 16;
+            }
+        }
+        kp = kend;
+    }
     let mut j = 0;
     while j < O {
         let jn = (O - j).min(4);
-        let mut k = 0;
+        let mut k = k16;
         while k < I {
             let kn = (I - k).min(4);
-            if jn == 4 && kn == 4 {
-                let mut acc = [[lanes::zero(); 4]; 4];
-                for (xb, db) in x.iter().zip(dz) {
-                    let xs = [xb[k], xb[k + 1], xb[k + 2], xb[k + 3]];
-                    for (jj, row) in acc.iter_mut().enumerate() {
-                        let d = db[j + jj];
-                        for (a, &xv) in row.iter_mut().zip(&xs) {
-                            *a = lanes::fma(d, xv, *a);
-                        }
-                    }
-                }
-                for (jj, row) in acc.iter().enumerate() {
-                    for (kk, a) in row.iter().enumerate() {
-                        sink.weight(j + jj, k + kk, lanes::sum(*a));
-                    }
-                }
-            } else {
-                for jj in 0..jn {
-                    for kk in 0..kn {
-                        let mut a = lanes::zero();
-                        for (xb, db) in x.iter().zip(dz) {
-                            a = lanes::fma(db[j + jj], xb[k + kk], a);
-                        }
-                        sink.weight(j + jj, k + kk, lanes::sum(a));
-                    }
-                }
+            match (jn, kn) {
+                (4, 4) => grad_tile::<I, O, 4, 4>(x, dz, j, k, &mut sink),
+                (4, 3) => grad_tile::<I, O, 4, 3>(x, dz, j, k, &mut sink),
+                (4, 2) => grad_tile::<I, O, 4, 2>(x, dz, j, k, &mut sink),
+                (4, _) => grad_tile::<I, O, 4, 1>(x, dz, j, k, &mut sink),
+                (3, 4) => grad_tile::<I, O, 3, 4>(x, dz, j, k, &mut sink),
+                (3, 3) => grad_tile::<I, O, 3, 3>(x, dz, j, k, &mut sink),
+                (3, 2) => grad_tile::<I, O, 3, 2>(x, dz, j, k, &mut sink),
+                (3, _) => grad_tile::<I, O, 3, 1>(x, dz, j, k, &mut sink),
+                (2, 4) => grad_tile::<I, O, 2, 4>(x, dz, j, k, &mut sink),
+                (2, 3) => grad_tile::<I, O, 2, 3>(x, dz, j, k, &mut sink),
+                (2, 2) => grad_tile::<I, O, 2, 2>(x, dz, j, k, &mut sink),
+                (2, _) => grad_tile::<I, O, 2, 1>(x, dz, j, k, &mut sink),
+                (_, 4) => grad_tile::<I, O, 1, 4>(x, dz, j, k, &mut sink),
+                (_, 3) => grad_tile::<I, O, 1, 3>(x, dz, j, k, &mut sink),
+                (_, 2) => grad_tile::<I, O, 1, 2>(x, dz, j, k, &mut sink),
+                (_, _) => grad_tile::<I, O, 1, 1>(x, dz, j, k, &mut sink),
             }
             k += 4;
         }
         j += 4;
     }
-    for jj in 0..O {
-        let mut a = lanes::zero();
+    // Biases, sixteen at a time: one add per output and block, one shared reduction.
+    let mut j = 0;
+    while j < O {
+        let jn = (O - j).min(16);
+        let mut acc = [lanes::zero(); 16];
         for db in dz {
-            a += db[jj];
+            for (a, &d) in acc.iter_mut().zip(&db[j..j + jn]) {
+                *a += d;
+            }
         }
-        sink.bias(jj, lanes::sum(a));
+        let s = lanes::to_array(lanes::sum16(&acc));
+        for (jj, &g) in s.iter().enumerate().take(jn) {
+            sink.bias(j + jj, g);
+        }
+        j += 16;
+    }
+}
+
+/// Rows `j` and `j + 1` of `w`, both mutable.
+#[inline(always)]
+fn rows2<const I: usize, const O: usize>(
+    w: &mut [[f32; I]; O],
+    j: usize,
+) -> (&mut [f32; I], &mut [f32; I]) {
+    let (a, b) = w.split_at_mut(j + 1);
+    (&mut a[j], &mut b[0])
+}
+
+/// The 2 x 8 register tile of [`param_grads_tile`]: rows `j, j + 1`, columns `k..k + 8`.
+#[inline(always)]
+fn grad_run2x8<const I: usize, const O: usize>(
+    x: &[[Lane; I]],
+    dz: &[[Lane; O]],
+    j: usize,
+    k: usize,
+    sink: &mut Sink<'_, I, O>,
+) {
+    let mut acc = [lanes::zero(); 16];
+    for (xb, db) in x.iter().zip(dz) {
+        let (d0, d1) = (db[j], db[j + 1]);
+        for (i, &xv) in xb[k..k + 8].iter().enumerate() {
+            acc[i] = lanes::fma(d0, xv, acc[i]);
+            acc[8 + i] = lanes::fma(d1, xv, acc[8 + i]);
+        }
+    }
+    sink.weights2x8(j, k, lanes::sum16(&acc));
+}
+
+/// The 1 x 16 register tile of [`param_grads_tile`]: row `j`, columns `k..k + 16`.
+#[inline(always)]
+fn grad_run16<const I: usize, const O: usize>(
+    x: &[[Lane; I]],
+    dz: &[[Lane; O]],
+    j: usize,
+    k: usize,
+    sink: &mut Sink<'_, I, O>,
+) {
+    let mut acc = [lanes::zero(); 16];
+    for (xb, db) in x.iter().zip(dz) {
+        let d = db[j];
+        for (a, &xv) in acc.iter_mut().zip(&xb[k..k + 16]) {
+            *a = lanes::fma(d, xv, *a);
+        }
+    }
+    sink.weights16(j, k, lanes::sum16(&acc));
+}
+
+/// One `JN x KN` register tile of [`param_grads_tile`] at rows `j..j + JN`, columns
+/// `k..k + KN`.
+#[inline(always)]
+fn grad_tile<const I: usize, const O: usize, const JN: usize, const KN: usize>(
+    x: &[[Lane; I]],
+    dz: &[[Lane; O]],
+    j: usize,
+    k: usize,
+    sink: &mut Sink<'_, I, O>,
+) {
+    let mut acc = [lanes::zero(); 16];
+    for (xb, db) in x.iter().zip(dz) {
+        let xs: [Lane; KN] = core::array::from_fn(|kk| xb[k + kk]);
+        for jj in 0..JN {
+            let d = db[j + jj];
+            for (kk, &xv) in xs.iter().enumerate() {
+                acc[jj * KN + kk] = lanes::fma(d, xv, acc[jj * KN + kk]);
+            }
+        }
+    }
+    let g = lanes::sum16(&acc);
+    if JN * KN == 16 && KN == I {
+        // Whole rows (I == 4): the 16 weights are contiguous, one vector update.
+        sink.flat16(j * I, g);
+        return;
+    }
+    let s = lanes::to_array(g);
+    for jj in 0..JN {
+        for kk in 0..KN {
+            sink.weight(j + jj, k + kk, s[jj * KN + kk]);
+        }
     }
 }

@@ -83,10 +83,13 @@ pub(crate) fn max_keep_nan(a: Lane, b: Lane) -> Lane {
 }
 
 /// ReLU: `x` where `x > 0`, `+0` where `x <= 0`, NaN kept as NaN (crate docs, "NaN policy").
+// PERF: two instructions instead of four (two compares, a mask-or and a blend): `fast_max`
+// is the bare max instruction, which for `max(0, x)` returns its second operand `x` when `x`
+// is NaN and when `x` is `-0`; adding `+0` then turns `-0` into `+0` and changes no other
+// value (`x + 0 == x` for every non-zero `x`, NaN stays NaN).
 #[inline(always)]
 pub(crate) fn relu(x: Lane) -> Lane {
-    let pos = x.simd_gt(zero()) | x.is_nan();
-    pos.select(x, zero())
+    zero().fast_max(x) + zero()
 }
 
 /// `dy` where `y > 0`, else `0`: ReLU's backward from its output (derivative 0 at the kink).
@@ -102,9 +105,58 @@ pub(crate) fn exp(x: Lane) -> Lane {
 }
 
 /// Natural logarithm, lane-wise; the one `ln` every kernel uses.
+///
+/// `wide`'s range reduction and coefficients (Cephes' `logf`: `x = m * 2^e` with `m` in
+/// `[sqrt(1/2), sqrt(2))`, `ln x = e ln 2 + ln m`, `ln m` a degree-8 polynomial in
+/// `t = m - 1`), but the polynomial is evaluated by Horner's rule. Inputs that are not
+/// positive, finite and normal go to `wide`'s own `ln` (NaN, `-inf`, `+inf` as usual).
+// PERF: `wide` evaluates the polynomial with Estrin's scheme, which forms `t^8`. The loss
+// takes `ln` of softmax sums, and once a model is confident the sum is `1 + tiny`, so
+// `|t|` is near 2^-23 and `t^8` is subnormal: on Intel cores every FMA with a subnormal
+// operand takes a microcode assist of about 100 cycles. In the Iris step that one
+// instruction took a third of the time. Horner's rule never forms a power above `t^3`
+// (at least 2^-72 for `t != 0`), so no operand is subnormal.
 #[inline(always)]
-pub(crate) fn ln(x: Lane) -> Lane {
-    x.ln()
+pub(crate) fn ln(x1: Lane) -> Lane {
+    use wide::bytemuck::cast;
+    use wide::u32x16;
+    #[allow(
+        clippy::excessive_precision,
+        reason = "Cephes' coefficients as published (and as `wide` spells them)"
+    )]
+    const P: [f32; 9] = [
+        3.333_333_1E-1,
+        -2.499_999_4E-1,
+        2.000_071_4E-1,
+        -1.666_805_8E-1,
+        1.424_932_3E-1,
+        -1.242_014_1E-1,
+        1.167_699_9E-1,
+        -1.151_461_1E-1,
+        7.037_683_6E-2,
+    ];
+    let ok = x1.simd_ge(splat(f32::MIN_POSITIVE)) & x1.simd_lt(splat(f32::INFINITY));
+    if !ok.all() {
+        return x1.ln();
+    }
+    let bits: u32x16 = cast(x1);
+    // m in [0.5, 1) with the bits of x's mantissa; x = m * 2^(e + 1).
+    let m: Lane = cast((bits & u32x16::splat(0x007F_FFFF)) | u32x16::splat(0x3F00_0000));
+    let e_bits: u32x16 = (bits >> 23) | u32x16::splat(0x4B00_0000);
+    let e = cast::<u32x16, Lane>(e_bits) - splat(8_388_608.0 + 127.0);
+    let big = m.simd_gt(splat(core::f32::consts::FRAC_1_SQRT_2));
+    let m = big.select(m, m + m);
+    let fe = big.select(e + splat(1.0), e);
+    let t = m - splat(1.0);
+    let mut p = splat(P[8]);
+    for &c in P[..8].iter().rev() {
+        p = p.mul_add(t, splat(c));
+    }
+    let t2 = t * t;
+    let r = t2 * t * p;
+    let r = fe.mul_add(splat(-2.121_944_4E-4), r);
+    let r = r + t2.mul_neg_add(splat(0.5), t);
+    fe.mul_add(splat(0.693_359_4), r)
 }
 
 /// `1 / x`, exactly rounded division (not the approximate reciprocal instruction).
@@ -125,10 +177,12 @@ pub(crate) fn abs(x: Lane) -> Lane {
     x.abs()
 }
 
-/// Lane-wise maximum of two values known to be free of NaN.
+/// Lane-wise maximum of two values known to be free of NaN (with a NaN the result is one
+/// of the operands, unspecified which: callers detect NaN elsewhere).
+// PERF: the bare max instruction; `wide`'s `max` adds a NaN test and a blend.
 #[inline(always)]
 pub(crate) fn max(a: Lane, b: Lane) -> Lane {
-    a.max(b)
+    a.fast_max(b)
 }
 
 /// The largest lane of `x` (NaN-free input).
@@ -156,6 +210,135 @@ pub(crate) fn sum(x: Lane) -> f32 {
         q[i] = h[i] + h[i + 4];
     }
     (q[0] + q[2]) + (q[1] + q[3])
+}
+
+/// The sums of sixteen lanes at once: lane `m` of the result is [`sum`]`(x[m])`, bit for bit,
+/// because every lane goes through the same pairwise tree (`a[i] + a[i + 8]`, then `+ a[i + 4]`,
+/// then `+ a[i + 2]`, then `+ a[i + 1]`).
+// PERF: reducing one accumulator at a time costs about eight dependent shuffles and adds per
+// weight; here each tree level combines two registers with two two-source shuffles and one
+// add, 45 operations for sixteen weights (under three per weight), and the levels of
+// different pairs are independent, so they overlap.
+#[inline(always)]
+pub(crate) fn sum16(x: &[Lane; 16]) -> Lane {
+    // Level 1: pair (2p, 2p+1) -> [h(2p) | h(2p+1)], h(a)[i] = a[i] + a[i + 8].
+    let mut l1 = [zero(); 8];
+    for (p, out) in l1.iter_mut().enumerate() {
+        let (a, b) = (x[2 * p], x[2 * p + 1]);
+        *out = shuffle2(a, b, LO8) + shuffle2(a, b, HI8);
+    }
+    // Level 2: quarters, q[i] = h[i] + h[i + 4], four accumulators per register.
+    let mut l2 = [zero(); 4];
+    for (p, out) in l2.iter_mut().enumerate() {
+        let (a, b) = (l1[2 * p], l1[2 * p + 1]);
+        *out = shuffle2(a, b, LO4) + shuffle2(a, b, HI4);
+    }
+    // Level 3: r[i] = q[i] + q[i + 2], two per accumulator, eight accumulators per register.
+    let mut l3 = [zero(); 2];
+    for (p, out) in l3.iter_mut().enumerate() {
+        let (a, b) = (l2[2 * p], l2[2 * p + 1]);
+        *out = shuffle2(a, b, LO2) + shuffle2(a, b, HI2);
+    }
+    // Level 4: r[0] + r[1], one lane per accumulator, in accumulator order.
+    shuffle2(l3[0], l3[1], LO1) + shuffle2(l3[0], l3[1], HI1)
+}
+
+/// Index tables of [`sum16`]: lane `i` of the result takes lane `t[i]` of `a ++ b`.
+const LO8: [u8; 16] = [0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23];
+const HI8: [u8; 16] = [8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31];
+const LO4: [u8; 16] = [0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27];
+const HI4: [u8; 16] = [4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31];
+const LO2: [u8; 16] = [0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29];
+const HI2: [u8; 16] = [2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31];
+const LO1: [u8; 16] = [0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30];
+const HI1: [u8; 16] = [1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31];
+
+/// Lane `i` is lane `t[i]` of the 32 lanes `a ++ b`; with a constant table LLVM emits one
+/// two-source permute (or a 128-bit-granular shuffle).
+#[inline(always)]
+fn shuffle2(a: Lane, b: Lane, t: [u8; 16]) -> Lane {
+    let (a, b) = (a.to_array(), b.to_array());
+    #[inline(always)]
+    fn at(a: &[f32; 16], b: &[f32; 16], j: u8) -> f32 {
+        let j = usize::from(j);
+        if j < 16 { a[j] } else { b[j - 16] }
+    }
+    Lane::new([
+        at(&a, &b, t[0]),
+        at(&a, &b, t[1]),
+        at(&a, &b, t[2]),
+        at(&a, &b, t[3]),
+        at(&a, &b, t[4]),
+        at(&a, &b, t[5]),
+        at(&a, &b, t[6]),
+        at(&a, &b, t[7]),
+        at(&a, &b, t[8]),
+        at(&a, &b, t[9]),
+        at(&a, &b, t[10]),
+        at(&a, &b, t[11]),
+        at(&a, &b, t[12]),
+        at(&a, &b, t[13]),
+        at(&a, &b, t[14]),
+        at(&a, &b, t[15]),
+    ])
+}
+
+/// Sixteen consecutive floats as a lane (`v.len()` must be 16).
+#[inline(always)]
+pub(crate) fn load16(v: &[f32]) -> Lane {
+    let mut a = [0.0f32; LANES];
+    a.copy_from_slice(v);
+    Lane::new(a)
+}
+
+/// Stores a lane to sixteen consecutive floats (`v.len()` must be 16).
+#[inline(always)]
+pub(crate) fn store16(x: Lane, v: &mut [f32]) {
+    v.copy_from_slice(&x.to_array());
+}
+
+/// Two runs of eight floats as one lane: `a` in lanes 0..8, `b` in lanes 8..16.
+#[inline(always)]
+pub(crate) fn load8x2(a: &[f32], b: &[f32]) -> Lane {
+    let mut v = [0.0f32; LANES];
+    v[..8].copy_from_slice(a);
+    v[8..].copy_from_slice(b);
+    Lane::new(v)
+}
+
+/// Stores lanes 0..8 to `a` and lanes 8..16 to `b`.
+#[inline(always)]
+pub(crate) fn store8x2(x: Lane, a: &mut [f32], b: &mut [f32]) {
+    let v = x.to_array();
+    a.copy_from_slice(&v[..8]);
+    b.copy_from_slice(&v[8..]);
+}
+
+/// Up to sixteen floats as a lane, zero in the lanes past `v.len()`.
+#[inline(always)]
+pub(crate) fn load_partial(v: &[f32]) -> Lane {
+    let mut a = [0.0f32; LANES];
+    a[..v.len()].copy_from_slice(v);
+    Lane::new(a)
+}
+
+/// The lanes of `x` as an array.
+#[inline(always)]
+pub(crate) fn to_array(x: Lane) -> [f32; LANES] {
+    x.to_array()
+}
+
+/// `1.0` in the lanes whose label is a real sample (`>= 0`), `0.0` in padded lanes (label
+/// `-1`, see [`labels`]).
+#[inline(always)]
+pub(crate) fn valid_from_labels(y: Lane) -> Lane {
+    y.simd_ge(zero()).select(splat(1.0), zero())
+}
+
+/// Whether every lane of `y` (labels as floats, `-1` for padding) is below `classes`.
+#[inline(always)]
+pub(crate) fn labels_below(y: Lane, classes: usize) -> bool {
+    y.simd_lt(splat(classes as f32)).all()
 }
 
 /// Lane `i` is `1.0` for `i < n` and `0.0` for the rest: the mask of the valid samples of a
@@ -231,4 +414,72 @@ pub(crate) fn gt(a: Lane, b: Lane) -> Lane {
 #[inline]
 pub(crate) fn first_non_finite(x: Lane, n: usize) -> Option<usize> {
     x.to_array().iter().take(n).position(|v| !v.is_finite())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::SplitMix64;
+
+    #[test]
+    fn sum16_is_sixteen_sums_bit_for_bit() {
+        let mut rng = SplitMix64::new(5);
+        for _ in 0..100 {
+            let x: [Lane; 16] = core::array::from_fn(|_| {
+                Lane::new(core::array::from_fn(|_| {
+                    rng.uniform(1.0) * (1u64 << (rng.next_u64() % 20)) as f32
+                }))
+            });
+            let got = sum16(&x).to_array();
+            for (m, xm) in x.iter().enumerate() {
+                assert_eq!(got[m].to_bits(), sum(*xm).to_bits(), "lane {m}");
+            }
+        }
+    }
+
+    #[test]
+    fn ln_matches_f64_and_handles_edges() {
+        let mut rng = SplitMix64::new(6);
+        for _ in 0..2000 {
+            let v: [f32; 16] = core::array::from_fn(|i| match i {
+                0 => 1.0 + (rng.next_u64() % 64) as f32 * f32::EPSILON,
+                1 => 1.0 - (rng.next_u64() % 64) as f32 * f32::EPSILON / 2.0,
+                _ => (rng.next_f64() * 80.0 - 40.0).exp2() as f32,
+            });
+            let got = ln(Lane::new(v)).to_array();
+            for (g, x) in got.iter().zip(v) {
+                let want = f64::from(x).ln();
+                let err = (f64::from(*g) - want).abs();
+                assert!(
+                    err <= 2.5e-7 * want.abs().max(1e-30) + 1e-12,
+                    "ln({x}) = {g}, want {want}"
+                );
+            }
+        }
+        let edge = ln(Lane::new([
+            0.0,
+            -0.0,
+            -1.0,
+            f32::INFINITY,
+            f32::NAN,
+            1.0,
+            2.0,
+            1e-40,
+            1.0,
+            1.0,
+            1.0,
+            1.0,
+            1.0,
+            1.0,
+            1.0,
+            1.0,
+        ]))
+        .to_array();
+        assert_eq!(edge[0], f32::NEG_INFINITY);
+        assert_eq!(edge[1], f32::NEG_INFINITY);
+        assert!(edge[2].is_nan() && edge[4].is_nan());
+        assert_eq!(edge[3], f32::INFINITY);
+        assert_eq!(edge[5], 0.0);
+        assert!((edge[6] - core::f32::consts::LN_2).abs() <= f32::EPSILON);
+    }
 }

@@ -62,7 +62,8 @@
 //!
 //! ## Features
 //! - `std` (default): `std::error::Error` through `core::error::Error`, nothing else yet.
-//! - `rayon`: parallelism over samples (implies `std`).
+//! - `rayon`: parallelism over samples (implies `std`): `Mlp::train_step_par` with a
+//!   caller-owned `ParWorkspace`, bit for bit the serial step for any number of threads.
 //!
 //! Without default features the crate is `#![no_std]` and never allocates; it builds for
 //! `thumbv7em-none-eabihf` and trains there.
@@ -74,6 +75,7 @@
 extern crate std;
 
 pub mod activation;
+pub mod batch;
 pub mod dense;
 mod error;
 #[cfg(feature = "std")]
@@ -82,6 +84,8 @@ mod lanes;
 pub mod loss;
 pub mod mlp;
 pub mod optim;
+#[cfg(feature = "rayon")]
+pub mod parallel;
 #[doc(hidden)]
 pub mod reference;
 pub mod rng;
@@ -94,16 +98,52 @@ struct ReadmeDoctests;
 pub use activation::{
     log_softmax, log_softmax_backward, relu, relu_backward, softmax, softmax_backward,
 };
+pub use batch::PackedBatch;
 pub use dense::{Accumulate, Dense, DenseGrads};
 pub use error::Error;
 pub use loss::{softmax_cross_entropy_backward, sparse_categorical_cross_entropy};
 pub use mlp::{Gradients, Mlp, TILE_SAMPLES, Workspace};
 pub use optim::Sgd;
+#[cfg(feature = "rayon")]
+pub use parallel::{PAR_MIN_FLOP, ParWorkspace};
 
 /// The SIMD instruction set this build uses for its lanes, decided at compile time:
 /// `"avx512+fma"`, `"avx2+fma"`, `"avx"`, `"sse4.1"`, `"sse2"`, `"neon"`, `"simd128"` or
 /// `"scalar"`. Record it with every benchmark.
 pub const SIMD_LEVEL: &str = lanes::SIMD_LEVEL;
+
+/// A one-line hint when this build leaves SIMD on the table: it was compiled without FMA
+/// (or without AVX2 / AVX-512) but the CPU it runs on has them. `None` when the build
+/// already uses what the CPU offers, or on targets other than x86-64.
+///
+/// # Examples
+/// ```
+/// if let Some(hint) = fusedprop::simd_hint() {
+///     eprintln!("{hint}");
+/// }
+/// ```
+#[cfg(feature = "std")]
+#[must_use]
+pub fn simd_hint() -> Option<&'static str> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let built_fma = cfg!(target_feature = "fma");
+        let built_512 = cfg!(target_feature = "avx512f");
+        let cpu_fma = std::is_x86_feature_detected!("fma");
+        let cpu_512 = std::is_x86_feature_detected!("avx512f");
+        if cpu_fma && !built_fma {
+            return Some(
+                "fusedprop: built without FMA but this CPU has it; rebuild with RUSTFLAGS=\"-C target-cpu=native\" for up to 3x the speed",
+            );
+        }
+        if cpu_512 && !built_512 {
+            return Some(
+                "fusedprop: built without AVX-512 but this CPU has it; RUSTFLAGS=\"-C target-cpu=native\" uses it",
+            );
+        }
+    }
+    None
+}
 
 /// Whether this build fuses multiply and add in one rounding (FMA).
 pub const HAS_FMA: bool = lanes::HAS_FMA;

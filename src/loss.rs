@@ -25,7 +25,7 @@
 //! contracted with `-1/p_y` at `i = y`). Fusing the two avoids the division by `p_y`, which
 //! underflows.
 
-use crate::activation::{exp_shifted_block, row_max};
+use crate::activation::{exp_shifted_by, row_max};
 use crate::error::{Error, check_labels, check_rows, same_len};
 use crate::lanes::{self, LANES, Lane};
 
@@ -114,14 +114,31 @@ pub(crate) fn xent_block<const O: usize>(
     inv_n: f32,
     grad: bool,
 ) -> Lane {
-    let y = lanes::labels(labels);
+    xent_lanes(
+        z,
+        lanes::labels(labels),
+        lanes::valid(labels.len()),
+        inv_n,
+        grad,
+    )
+}
+
+/// [`xent_block`] with the labels already in a lane (`-1` for padding) and the mask of the
+/// valid lanes (`1.0` or `0.0`).
+#[inline(always)]
+pub(crate) fn xent_lanes<const O: usize>(
+    z: &mut [Lane; O],
+    y: Lane,
+    valid: Lane,
+    inv_n: f32,
+    grad: bool,
+) -> Lane {
     let m = row_max(z);
     let mut z_y = lanes::zero();
     for (j, &v) in z.iter().enumerate() {
         z_y = lanes::select(lanes::class_mask(y, j), v, z_y);
     }
-    let s = exp_shifted_block(z);
-    let valid = lanes::valid(labels.len());
+    let s = exp_shifted_by(z, m);
     let loss = ((m - z_y) + lanes::ln(s)) * valid;
     if grad {
         let scale = valid * lanes::splat(inv_n);

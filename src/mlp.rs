@@ -29,15 +29,16 @@
 use core::fmt;
 
 use crate::activation::{exp_shifted_block, relu_block};
+use crate::batch::PackedBatch;
 use crate::dense::{Dense, DenseGrads, Sink, param_grads_tile, update_is_safe};
 use crate::error::{Error, check_labels, same_len};
 use crate::lanes::{self, LANES, Lane};
-use crate::loss::xent_block;
+use crate::loss::{xent_block, xent_lanes};
 use crate::optim::Sgd;
 use crate::rng::SplitMix64;
 
 /// Blocks of sixteen samples in a training tile.
-const TILE_BLOCKS: usize = 8;
+pub(crate) const TILE_BLOCKS: usize = 8;
 
 /// Samples in a training tile: the activations of this many samples are kept (in the
 /// [`Workspace`]) between the forward and the backward pass, and each weight gradient is
@@ -158,11 +159,11 @@ impl<const I: usize, const H: usize, const O: usize> Default for Gradients<I, H,
 /// with [`Workspace::ZERO`], or a field of caller-provided memory. `Box::new(Workspace::ZERO)`
 /// overflows a 2 MiB stack in debug builds for 784-256-10 (the workspace is 1.5 MB).
 pub struct Workspace<const I: usize, const H: usize, const O: usize> {
-    x: [[Lane; I]; TILE_BLOCKS],
-    a: [[Lane; H]; TILE_BLOCKS],
-    dh: [[Lane; H]; TILE_BLOCKS],
-    z: [[Lane; O]; TILE_BLOCKS],
-    acc: Gradients<I, H, O>,
+    pub(crate) x: [[Lane; I]; TILE_BLOCKS],
+    pub(crate) a: [[Lane; H]; TILE_BLOCKS],
+    pub(crate) dh: [[Lane; H]; TILE_BLOCKS],
+    pub(crate) z: [[Lane; O]; TILE_BLOCKS],
+    pub(crate) acc: Gradients<I, H, O>,
 }
 
 impl<const I: usize, const H: usize, const O: usize> Workspace<I, H, O> {
@@ -206,17 +207,17 @@ impl<const I: usize, const H: usize, const O: usize> fmt::Debug for Workspace<I,
 }
 
 /// What the forward pass over a batch learned, for the backward pass and the refusal check.
-struct Forward {
+pub(crate) struct Forward {
     /// Per-lane sum of the samples' losses.
-    loss: Lane,
+    pub(crate) loss: Lane,
     /// Per-lane maximum of `|x|`.
-    max_x: Lane,
+    pub(crate) max_x: Lane,
     /// Per-lane maximum of the hidden activations (all `>= 0`).
-    max_a: Lane,
+    pub(crate) max_a: Lane,
 }
 
 /// What the backward pass does with the parameter gradients of the last tile.
-enum Finish<'a, const I: usize, const H: usize, const O: usize> {
+pub(crate) enum Finish<'a, const I: usize, const H: usize, const O: usize> {
     /// Write them (summed with the earlier tiles') to a gradients value.
     Gradients(&'a mut Gradients<I, H, O>),
     /// Apply them with SGD.
@@ -419,15 +420,47 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
         Ok(())
     }
 
-    /// The most probable class of one sample.
+    /// The most probable class of one sample (the first one on ties).
+    ///
+    /// A latency path for one sample: it vectorizes over the inputs of each neuron rather
+    /// than over sixteen samples (fifteen of which would be padding), so it sums each
+    /// neuron's products in another order than [`Mlp::predict`]. The two agree except when
+    /// two classes' logits are within a few rounding errors of each other.
+    ///
+    /// ```
+    /// use fusedprop::Mlp;
+    /// let m = Mlp::<4, 32, 3>::new(7);
+    /// let x = [[5.1, 3.5, 1.4, 0.2]];
+    /// let mut batch = [0];
+    /// m.predict(&x, &mut batch)?;
+    /// assert_eq!(m.predict_one(&x[0])?, batch[0]);
+    /// # Ok::<(), fusedprop::Error>(())
+    /// ```
     ///
     /// # Errors
-    /// [`Error::NonFinite`] if an input is not finite.
+    /// [`Error::NonFinite`] (`"input"`, index 0) if an input is not finite.
     #[inline]
     pub fn predict_one(&self, x: &[f32; I]) -> Result<u32, Error> {
-        let mut out = [0u32];
-        self.predict(core::slice::from_ref(x), &mut out)?;
-        Ok(out[0])
+        // PERF: an integer maximum over the magnitudes' bits vectorizes; finite means below
+        // the bits of infinity.
+        let worst = x.iter().fold(0u32, |m, v| m.max(v.to_bits() & 0x7fff_ffff));
+        if worst >= f32::INFINITY.to_bits() {
+            return Err(Error::NonFinite {
+                what: "input",
+                index: Some(0),
+            });
+        }
+        let mut h = [0.0f32; H];
+        self.hidden.forward_one::<true>(x, &mut h);
+        let mut z = [0.0f32; O];
+        self.output.forward_one::<false>(&h, &mut z);
+        let mut best = 0;
+        for (j, &v) in z.iter().enumerate().skip(1) {
+            if v > z[best] {
+                best = j;
+            }
+        }
+        Ok(best as u32)
     }
 
     /// Mean sparse categorical cross-entropy over a batch.
@@ -491,7 +524,12 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
         // `&self` cannot run the fused update; a scratch copy would cost a model. Instead the
         // shared pass is driven with `Finish::Gradients`, which never writes a weight.
         let mut this = MlpRef::Shared(self);
-        let loss = run(&mut this, x, labels, ws, Finish::Gradients(grads))?;
+        let loss = run(
+            &mut this,
+            Source::Rows { x, labels },
+            ws,
+            Finish::Gradients(grads),
+        )?;
         // A finite loss does not bound the gradient (`dW2 = dz a^T` overflows with huge
         // activations): found by the `inference` fuzz target, which got `Ok` with `-inf`.
         let flat = grads.hidden.w.iter().flatten().chain(&grads.hidden.b);
@@ -524,7 +562,54 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
     ) -> Result<f32, Error> {
         check_batch::<I, O>(x, labels)?;
         let mut this = MlpRef::Unique(self);
-        run(&mut this, x, labels, ws, Finish::Sgd(sgd.learning_rate()))
+        run(
+            &mut this,
+            Source::Rows { x, labels },
+            ws,
+            Finish::Sgd(sgd.learning_rate()),
+        )
+    }
+
+    /// [`Mlp::train_step`] on a batch packed once into lanes ([`PackedBatch`]): no transposes
+    /// and no input checks on every step, which is most of a small network's step. Gives bit
+    /// for bit the loss and the weights of `train_step` on the same rows.
+    ///
+    /// # Examples
+    /// ```
+    /// use fusedprop::{Mlp, PackedBatch, Sgd, Workspace};
+    /// let x = [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]];
+    /// let batch = PackedBatch::<2, 1>::from_rows(&x, &[0, 1, 1, 0])?;
+    /// let mut model = Mlp::<2, 16, 2>::new(42);
+    /// let mut ws = Workspace::new();
+    /// let sgd = Sgd::new(0.5)?;
+    /// let first = model.train_step_packed(&batch, &sgd, &mut ws)?;
+    /// for _ in 0..500 {
+    ///     model.train_step_packed(&batch, &sgd, &mut ws)?;
+    /// }
+    /// assert!(model.train_step_packed(&batch, &sgd, &mut ws)? < first);
+    /// # Ok::<(), fusedprop::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::EmptyBatch`] for an empty batch, [`Error::LabelOutOfRange`] (checked before
+    /// any work), [`Error::NonFinite`] for a non-finite loss or a gradient that could
+    /// overflow. On error every weight is bit for bit unchanged.
+    pub fn train_step_packed<const B: usize>(
+        &mut self,
+        batch: &PackedBatch<I, B>,
+        sgd: &Sgd,
+        ws: &mut Workspace<I, H, O>,
+    ) -> Result<f32, Error> {
+        let src = Source::packed(batch);
+        check_source::<I, O>(src)?;
+        let mut this = MlpRef::Unique(self);
+        run(&mut this, src, ws, Finish::Sgd(sgd.learning_rate()))
+    }
+
+    /// Both layers, mutable, for the crate's own fused updates.
+    #[cfg(feature = "rayon")]
+    pub(crate) fn layers_mut(&mut self) -> (&mut Dense<I, H>, &mut Dense<H, O>) {
+        (&mut self.hidden, &mut self.output)
     }
 
     /// Loads one block and runs it to the logits.
@@ -542,7 +627,7 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
 }
 
 /// The model, shared (for `gradients`) or unique (for `train_step`).
-enum MlpRef<'a, const I: usize, const H: usize, const O: usize> {
+pub(crate) enum MlpRef<'a, const I: usize, const H: usize, const O: usize> {
     Shared(&'a Mlp<I, H, O>),
     Unique(&'a mut Mlp<I, H, O>),
 }
@@ -556,75 +641,197 @@ impl<const I: usize, const H: usize, const O: usize> MlpRef<'_, I, H, O> {
     }
 }
 
+/// Where the samples of a step come from: rows, transposed into lanes tile by tile, or a
+/// [`PackedBatch`] already in lanes.
+#[derive(Clone, Copy)]
+pub(crate) enum Source<'a, const I: usize> {
+    Rows {
+        x: &'a [[f32; I]],
+        labels: &'a [u32],
+    },
+    Packed {
+        x: &'a [[Lane; I]],
+        y: &'a [Lane],
+        n: usize,
+        max_x: Lane,
+    },
+}
+
+impl<'a, const I: usize> Source<'a, I> {
+    pub(crate) fn packed<const B: usize>(batch: &'a PackedBatch<I, B>) -> Self {
+        let blocks = batch.blocks();
+        Source::Packed {
+            x: &batch.x[..blocks],
+            y: &batch.y[..blocks],
+            n: batch.n,
+            max_x: batch.max_x,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Source::Rows { x, .. } => x.len(),
+            Source::Packed { n, .. } => *n,
+        }
+    }
+
+    /// The number of tiles of [`TILE_SAMPLES`] samples.
+    pub(crate) fn tiles(&self) -> usize {
+        self.len().div_ceil(TILE_SAMPLES)
+    }
+}
+
+/// The per-tile buffers of a training pass: inputs (for rows), hidden activations, hidden
+/// gradients and output gradients, for [`TILE_BLOCKS`] blocks.
+pub(crate) struct TileBufs<'a, const I: usize, const H: usize, const O: usize> {
+    pub(crate) x: &'a mut [[Lane; I]; TILE_BLOCKS],
+    pub(crate) a: &'a mut [[Lane; H]; TILE_BLOCKS],
+    pub(crate) dh: &'a mut [[Lane; H]; TILE_BLOCKS],
+    pub(crate) z: &'a mut [[Lane; O]; TILE_BLOCKS],
+}
+
+/// Forward and backward pass of tile `t` up to (not including) the parameter gradients:
+/// fills `bufs` with the inputs (rows only), activations, `dh` and `dz = (p - onehot) / N`;
+/// returns the number of blocks and the tile's per-lane loss sum, and widens `max_x` and
+/// `max_a`. The model is only read.
+pub(crate) fn tile_pass<const I: usize, const H: usize, const O: usize>(
+    m: &Mlp<I, H, O>,
+    src: Source<'_, I>,
+    t: usize,
+    bufs: &mut TileBufs<'_, I, H, O>,
+    max_x: &mut Lane,
+    max_a: &mut Lane,
+) -> Result<(usize, Lane), Error> {
+    let n = src.len();
+    let inv_n = 1.0 / n as f32;
+    let first = t * TILE_SAMPLES;
+    let count = (n - first).min(TILE_SAMPLES);
+    let blocks = count.div_ceil(LANES);
+    // PERF: the tile runs stage by stage (hidden layer of every block, then output layer of
+    // every block, then the loss of every block) rather than block by block. One block's
+    // path from inputs to loss is a chain of dependent steps (a 32-long FMA chain per
+    // logit, then exp, then ln) longer than the out-of-order window can hide; loops over
+    // independent blocks give the core the next block's work to overlap with.
+    if let Source::Rows { x, .. } = src {
+        for b in 0..blocks {
+            let start = first + b * LANES;
+            let xs = &x[start..start + (n - start).min(LANES)];
+            let xb = &mut bufs.x[b];
+            lanes::load_rows(xs, xb);
+            check_inputs(xb, xs, start)?;
+            for &v in xb.iter() {
+                *max_x = lanes::max(*max_x, lanes::abs(v));
+            }
+        }
+    }
+    let xt = tile_inputs(src, t, blocks, &bufs.x[..]);
+    let a = &mut bufs.a[..blocks];
+    m.hidden.forward_blocks(xt, a);
+    for ab in a.iter_mut() {
+        relu_block(ab);
+        for &v in ab.iter() {
+            // NaN-free here only if finite; a NaN activation shows up in the loss check.
+            *max_a = lanes::max(*max_a, v);
+        }
+    }
+    m.output.forward_blocks(a, &mut bufs.z[..blocks]);
+    let mut loss = lanes::zero();
+    for (b, zb) in bufs.z[..blocks].iter_mut().enumerate() {
+        let start = first + b * LANES;
+        let valid_n = (n - start).min(LANES);
+        let (y, valid) = match src {
+            Source::Rows { labels, .. } => {
+                let ls = &labels[start..start + valid_n];
+                (lanes::labels(ls), lanes::valid(valid_n))
+            }
+            Source::Packed { y, .. } => {
+                let yb = y[start / LANES];
+                (yb, lanes::valid_from_labels(yb))
+            }
+        };
+        let l = xent_lanes(zb, y, valid, inv_n, true);
+        finite_loss(l, valid_n, start)?;
+        loss += l;
+    }
+    hidden_grad_tile(
+        &m.output,
+        &mut bufs.dh[..blocks],
+        &bufs.a[..blocks],
+        &bufs.z[..blocks],
+    );
+    Ok((blocks, loss))
+}
+
+/// The inputs of tile `t` in lanes: from the packed batch, or as `tile_pass` loaded them.
+pub(crate) fn tile_inputs<'a, const I: usize>(
+    src: Source<'a, I>,
+    t: usize,
+    blocks: usize,
+    loaded: &'a [[Lane; I]],
+) -> &'a [[Lane; I]] {
+    match src {
+        Source::Rows { .. } => &loaded[..blocks],
+        Source::Packed { x, .. } => {
+            let b0 = t * TILE_BLOCKS;
+            &x[b0..b0 + blocks]
+        }
+    }
+}
+
 /// The shared forward + backward pass over a whole batch, tile by tile.
-fn run<const I: usize, const H: usize, const O: usize>(
+///
+/// The loss is summed per lane within each tile and the tile sums are added in tile order,
+/// so that a parallel pass over tiles reproduces it bit for bit.
+pub(crate) fn run<const I: usize, const H: usize, const O: usize>(
     model: &mut MlpRef<'_, I, H, O>,
-    x: &[[f32; I]],
-    labels: &[u32],
+    src: Source<'_, I>,
     ws: &mut Workspace<I, H, O>,
     finish: Finish<'_, I, H, O>,
 ) -> Result<f32, Error> {
-    let n = x.len();
-    let inv_n = 1.0 / n as f32;
-    let tiles = n.div_ceil(TILE_SAMPLES);
+    let n = src.len();
+    let tiles = src.tiles();
     let mut fw = Forward {
         loss: lanes::zero(),
-        max_x: lanes::zero(),
+        max_x: match src {
+            Source::Rows { .. } => lanes::zero(),
+            Source::Packed { max_x, .. } => max_x,
+        },
         max_a: lanes::zero(),
     };
     let mut finish = finish;
-    for (t, (xt, lt)) in x
-        .chunks(TILE_SAMPLES)
-        .zip(labels.chunks(TILE_SAMPLES))
-        .enumerate()
-    {
+    let Workspace {
+        x: wx,
+        a,
+        dh,
+        z,
+        acc,
+    } = ws;
+    for t in 0..tiles {
         let m = model.get();
-        let blocks = xt.len().div_ceil(LANES);
-        forward_tile(m, xt, lt, t * TILE_SAMPLES, inv_n, ws, &mut fw)?;
-        hidden_grad_tile(
-            &m.output,
-            &mut ws.dh[..blocks],
-            &ws.a[..blocks],
-            &ws.z[..blocks],
-        );
+        let mut bufs = TileBufs {
+            x: &mut *wx,
+            a: &mut *a,
+            dh: &mut *dh,
+            z: &mut *z,
+        };
+        let (blocks, tile_loss) = tile_pass(m, src, t, &mut bufs, &mut fw.max_x, &mut fw.max_a)?;
+        fw.loss += tile_loss;
+        let xt = tile_inputs(src, t, blocks, &wx[..]);
+        let (a, z) = (&a[..blocks], &z[..blocks]);
+        let dh = &dh[..blocks];
         let last = t + 1 == tiles;
-        let Workspace {
-            x: wx,
-            a,
-            dh,
-            z,
-            acc,
-        } = ws;
-        let (wx, a, dh, z) = (&wx[..blocks], &a[..blocks], &dh[..blocks], &z[..blocks]);
         if !last {
             // Partial sums of the earlier tiles, in tile order.
             let target: &mut Gradients<I, H, O> = match &mut finish {
                 Finish::Gradients(g) => g,
                 Finish::Sgd(_) => acc,
             };
-            let (out_sink, hid_sink) = if t == 0 {
-                (
-                    Sink::Store(&mut target.output),
-                    Sink::Store(&mut target.hidden),
-                )
-            } else {
-                (Sink::Add(&mut target.output), Sink::Add(&mut target.hidden))
-            };
-            param_grads_tile(a, z, out_sink);
-            param_grads_tile(wx, dh, hid_sink);
+            accumulate(a, z, xt, dh, target, t == 0);
             continue;
         }
         finite_total(fw.loss)?;
         match &mut finish {
-            Finish::Gradients(g) => {
-                let (out_sink, hid_sink) = if t == 0 {
-                    (Sink::Store(&mut g.output), Sink::Store(&mut g.hidden))
-                } else {
-                    (Sink::Add(&mut g.output), Sink::Add(&mut g.hidden))
-                };
-                param_grads_tile(a, z, out_sink);
-                param_grads_tile(wx, dh, hid_sink);
-            }
+            Finish::Gradients(g) => accumulate(a, z, xt, dh, g, t == 0),
             Finish::Sgd(lr) => {
                 // `train_step` always passes its model as unique.
                 let MlpRef::Unique(m) = model else {
@@ -632,65 +839,66 @@ fn run<const I: usize, const H: usize, const O: usize>(
                 };
                 check_update(m, &fw, *lr)?;
                 let prior = if tiles > 1 { Some(&*acc) } else { None };
-                let (w2, b2) = m.output.params_mut();
-                param_grads_tile(
-                    a,
-                    z,
-                    Sink::Sgd {
-                        w: w2,
-                        b: b2,
-                        lr: *lr,
-                        prior: prior.map(|p| &p.output),
-                    },
-                );
-                let (w1, b1) = m.hidden.params_mut();
-                param_grads_tile(
-                    wx,
-                    dh,
-                    Sink::Sgd {
-                        w: w1,
-                        b: b1,
-                        lr: *lr,
-                        prior: prior.map(|p| &p.hidden),
-                    },
-                );
+                apply_sgd(m, a, z, xt, dh, *lr, prior);
             }
         }
     }
     Ok(lanes::sum(fw.loss) / n as f32)
 }
 
-/// Forward pass of one tile into the workspace: inputs, hidden activations, and
-/// `dz = (p - onehot) / N` in place of the logits.
-fn forward_tile<const I: usize, const H: usize, const O: usize>(
-    m: &Mlp<I, H, O>,
-    x: &[[f32; I]],
-    labels: &[u32],
-    first: usize,
-    inv_n: f32,
-    ws: &mut Workspace<I, H, O>,
-    fw: &mut Forward,
-) -> Result<(), Error> {
-    for (b, (xs, ls)) in x.chunks(LANES).zip(labels.chunks(LANES)).enumerate() {
-        let start = first + b * LANES;
-        let (xb, ab, zb) = (&mut ws.x[b], &mut ws.a[b], &mut ws.z[b]);
-        lanes::load_rows(xs, xb);
-        check_inputs(xb, xs, start)?;
-        for &v in xb.iter() {
-            fw.max_x = lanes::max(fw.max_x, lanes::abs(v));
-        }
-        m.hidden.forward_block(xb, ab);
-        relu_block(ab);
-        for &v in ab.iter() {
-            // NaN-free here only if finite; a NaN activation shows up in the loss check.
-            fw.max_a = lanes::max(fw.max_a, v);
-        }
-        m.output.forward_block(ab, zb);
-        let l = xent_block(zb, ls, inv_n, true);
-        finite_loss(l, ls.len(), start)?;
-        fw.loss += l;
-    }
-    Ok(())
+/// Stores (`first`) or adds the parameter gradients of one tile into `target`.
+pub(crate) fn accumulate<const I: usize, const H: usize, const O: usize>(
+    a: &[[Lane; H]],
+    z: &[[Lane; O]],
+    x: &[[Lane; I]],
+    dh: &[[Lane; H]],
+    target: &mut Gradients<I, H, O>,
+    first: bool,
+) {
+    let (out_sink, hid_sink) = if first {
+        (
+            Sink::Store(&mut target.output),
+            Sink::Store(&mut target.hidden),
+        )
+    } else {
+        (Sink::Add(&mut target.output), Sink::Add(&mut target.hidden))
+    };
+    param_grads_tile(a, z, out_sink);
+    param_grads_tile(x, dh, hid_sink);
+}
+
+/// The fused update from the last tile: `W -= lr * (prior + this tile's gradient)`.
+pub(crate) fn apply_sgd<const I: usize, const H: usize, const O: usize>(
+    m: &mut Mlp<I, H, O>,
+    a: &[[Lane; H]],
+    z: &[[Lane; O]],
+    x: &[[Lane; I]],
+    dh: &[[Lane; H]],
+    lr: f32,
+    prior: Option<&Gradients<I, H, O>>,
+) {
+    let (w2, b2) = m.output.params_mut();
+    param_grads_tile(
+        a,
+        z,
+        Sink::Sgd {
+            w: w2,
+            b: b2,
+            lr,
+            prior: prior.map(|p| &p.output),
+        },
+    );
+    let (w1, b1) = m.hidden.params_mut();
+    param_grads_tile(
+        x,
+        dh,
+        Sink::Sgd {
+            w: w1,
+            b: b1,
+            lr,
+            prior: prior.map(|p| &p.hidden),
+        },
+    );
 }
 
 /// `dh = (W2^T dz) * [a > 0]` for each block of a tile, with the weights before the update.
@@ -700,8 +908,8 @@ fn hidden_grad_tile<const H: usize, const O: usize>(
     a: &[[Lane; H]],
     dz: &[[Lane; O]],
 ) {
-    for ((dhb, ab), dzb) in dh.iter_mut().zip(a).zip(dz) {
-        output.backward_input_block(dzb, dhb);
+    output.backward_input_blocks(dz, dh);
+    for (dhb, ab) in dh.iter_mut().zip(a) {
         for (d, &av) in dhb.iter_mut().zip(ab) {
             *d = lanes::relu_mask(av, *d);
         }
@@ -709,7 +917,7 @@ fn hidden_grad_tile<const H: usize, const O: usize>(
 }
 
 /// Refuses an update that could overflow (module docs, "Refusing a step").
-fn check_update<const I: usize, const H: usize, const O: usize>(
+pub(crate) fn check_update<const I: usize, const H: usize, const O: usize>(
     m: &Mlp<I, H, O>,
     fw: &Forward,
     lr: f32,
@@ -730,7 +938,37 @@ fn check_update<const I: usize, const H: usize, const O: usize>(
     }
 }
 
-fn check_batch<const I: usize, const O: usize>(
+/// Checks a source before any work: non-empty and (for a packed batch, whose labels were not
+/// checked against `O` when it was filled) labels in range.
+pub(crate) fn check_source<const I: usize, const O: usize>(
+    src: Source<'_, I>,
+) -> Result<(), Error> {
+    match src {
+        Source::Rows { x, labels } => check_batch::<I, O>(x, labels),
+        Source::Packed { y, n, .. } => {
+            if n == 0 {
+                return Err(Error::EmptyBatch);
+            }
+            for (b, &yb) in y.iter().enumerate() {
+                if !lanes::labels_below(yb, O) {
+                    let (s, l) = lanes::to_array(yb)
+                        .into_iter()
+                        .enumerate()
+                        .find(|&(_, l)| l >= O as f32)
+                        .unwrap_or((0, 0.0));
+                    return Err(Error::LabelOutOfRange {
+                        index: b * LANES + s,
+                        label: l as u32,
+                        classes: O,
+                    });
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+pub(crate) fn check_batch<const I: usize, const O: usize>(
     x: &[[f32; I]],
     labels: &[u32],
 ) -> Result<(), Error> {
@@ -823,7 +1061,7 @@ fn boxed_off_stack<T: Send + 'static>(make: fn() -> T) -> std::boxed::Box<T> {
 /// (found by the `train_step` fuzz target: the step was applied and returned an infinite
 /// loss). Checked before the last tile writes a weight.
 #[inline]
-fn finite_total(per_lane: Lane) -> Result<(), Error> {
+pub(crate) fn finite_total(per_lane: Lane) -> Result<(), Error> {
     if lanes::sum(per_lane).is_finite() {
         Ok(())
     } else {

@@ -1,0 +1,155 @@
+//! [`PackedBatch`]: a training batch transposed once into the kernels' feature-major lanes.
+//!
+//! [`Mlp::train_step`](crate::Mlp::train_step) takes rows, `&[[f32; I]]`, and transposes each
+//! block of sixteen samples into lanes (feature `k` of sixteen samples in one register) on
+//! every step, checking every input for NaN and infinity as it goes. For full-batch training
+//! the batch never changes, so [`PackedBatch`] does that work once: it holds the inputs in
+//! lanes, the labels as lane values, and what the step-refusal check needs to know about the
+//! inputs (their largest magnitude). [`Mlp::train_step_packed`](crate::Mlp::train_step_packed)
+//! then runs the same kernels on it, giving bit for bit the result of `train_step` on the rows.
+//!
+//! Its capacity is a const generic in *blocks* of [`BLOCK_SAMPLES`](crate::BLOCK_SAMPLES)
+//! (sixteen) samples, because stable Rust cannot size an array by `N / 16`: a
+//! `PackedBatch<I, B>` holds up to `16 * B` samples and needs no heap. Build large ones in
+//! place (`Box::new(PackedBatch::ZERO)` or a `static`).
+
+use core::fmt;
+
+use crate::error::{Error, same_len};
+use crate::lanes::{self, LANES, Lane};
+
+/// A batch of up to `16 * B` samples of `I` features with their labels, stored feature-major
+/// in SIMD lanes, validated once.
+///
+/// # Examples
+/// ```
+/// use fusedprop::{Mlp, PackedBatch, Sgd, Workspace};
+///
+/// let x = [[5.1, 3.5, 1.4, 0.2], [6.2, 2.9, 4.3, 1.3], [7.7, 3.0, 6.1, 2.3]];
+/// let y = [0, 1, 2];
+/// let batch = PackedBatch::<4, 1>::from_rows(&x, &y)?; // one block: up to 16 samples
+/// let mut model = Mlp::<4, 32, 3>::new(7);
+/// let mut twin = model.clone();
+/// let mut ws = Workspace::new();
+/// let sgd = Sgd::new(0.01)?;
+/// let a = model.train_step_packed(&batch, &sgd, &mut ws)?;
+/// let b = twin.train_step(&x, &y, &sgd, &mut ws)?;
+/// assert_eq!(a, b); // the same kernels, bit for bit
+/// assert_eq!(model, twin);
+/// # Ok::<(), fusedprop::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct PackedBatch<const I: usize, const B: usize> {
+    pub(crate) x: [[Lane; I]; B],
+    /// Labels as floats, `-1` in the lanes past the last sample.
+    pub(crate) y: [Lane; B],
+    pub(crate) n: usize,
+    /// Lane-wise maximum of `|x|` over the samples.
+    pub(crate) max_x: Lane,
+}
+
+impl<const I: usize, const B: usize> PackedBatch<I, B> {
+    /// An empty batch, as a `const` for statics and in-place construction.
+    pub const ZERO: Self = Self {
+        x: [[Lane::ZERO; I]; B],
+        y: [Lane::ZERO; B],
+        n: 0,
+        max_x: Lane::ZERO,
+    };
+
+    /// The most samples the batch can hold: `16 * B`.
+    pub const CAPACITY: usize = B * LANES;
+
+    /// A packed copy of `x` and `labels`.
+    ///
+    /// # Errors
+    /// As [`PackedBatch::fill`].
+    pub fn from_rows(x: &[[f32; I]], labels: &[u32]) -> Result<Self, Error> {
+        let mut b = Self::ZERO;
+        b.fill(x, labels)?;
+        Ok(b)
+    }
+
+    /// Replaces the contents with `x` and `labels`. Labels are checked against the model's
+    /// class count when the batch is used.
+    ///
+    /// # Errors
+    /// [`Error::EmptyBatch`]; [`Error::LengthMismatch`] if `labels.len() != x.len()` or if
+    /// `x.len()` exceeds [`PackedBatch::CAPACITY`] (`what: "samples over the capacity"`,
+    /// `expected` the capacity); [`Error::NonFinite`] (`"input"`, the sample's index) for a
+    /// NaN or infinite input. On error the batch is left empty.
+    ///
+    /// ```
+    /// use fusedprop::{Error, PackedBatch};
+    /// let mut b = PackedBatch::<2, 1>::ZERO;
+    /// assert!(matches!(b.fill(&[[0.0, f32::NAN]], &[0]), Err(Error::NonFinite { .. })));
+    /// assert!(b.is_empty());
+    /// b.fill(&[[1.0, 2.0]; 3], &[0, 1, 0])?;
+    /// assert_eq!(b.len(), 3);
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn fill(&mut self, x: &[[f32; I]], labels: &[u32]) -> Result<(), Error> {
+        self.n = 0;
+        if x.is_empty() {
+            return Err(Error::EmptyBatch);
+        }
+        same_len("labels", x.len(), labels.len())?;
+        if x.len() > Self::CAPACITY {
+            return Err(Error::LengthMismatch {
+                what: "samples over the capacity",
+                expected: Self::CAPACITY,
+                found: x.len(),
+            });
+        }
+        if let Some(i) = x.iter().position(|r| !r.iter().all(|v| v.is_finite())) {
+            return Err(Error::NonFinite {
+                what: "input",
+                index: Some(i),
+            });
+        }
+        let mut max_x = lanes::zero();
+        for (b, (xb, yb)) in self.x.iter_mut().zip(self.y.iter_mut()).enumerate() {
+            let start = (b * LANES).min(x.len());
+            let end = (start + LANES).min(x.len());
+            lanes::load_rows(&x[start..end], xb);
+            *yb = lanes::labels(&labels[start..end]);
+            for &v in xb.iter() {
+                max_x = lanes::max(max_x, lanes::abs(v));
+            }
+        }
+        self.max_x = max_x;
+        self.n = x.len();
+        Ok(())
+    }
+
+    /// The number of samples.
+    #[must_use]
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.n
+    }
+
+    /// Whether the batch holds no samples.
+    #[must_use]
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    /// The blocks that hold samples.
+    pub(crate) fn blocks(&self) -> usize {
+        self.n.div_ceil(LANES)
+    }
+}
+
+impl<const I: usize, const B: usize> Default for PackedBatch<I, B> {
+    fn default() -> Self {
+        Self::ZERO
+    }
+}
+
+impl<const I: usize, const B: usize> fmt::Debug for PackedBatch<I, B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PackedBatch<{I}, {B}> {{ len: {} }}", self.n)
+    }
+}

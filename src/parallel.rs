@@ -1,0 +1,295 @@
+//! Data parallelism over samples with rayon (feature `rayon`): [`Mlp::train_step_par`] and
+//! its caller-owned [`ParWorkspace`].
+//!
+//! # Bit for bit the serial step
+//! The serial [`Mlp::train_step`] already works in fixed tiles of
+//! [`TILE_SAMPLES`](crate::TILE_SAMPLES) samples: each tile's parameter gradients are
+//! reduced across lanes once and the tile sums are added in tile order (`g = g0`, `g += g1`,
+//! ...), the last one inside the fused update `W -= lr * (g + g_last)`; the loss is summed per
+//! tile and the tile sums are added in tile order. The parallel step computes the same tile
+//! sums, each on whichever thread rayon picks, into one slot of the workspace per tile, then
+//! adds them on the calling thread in the same tile order with the same operations. The
+//! result is therefore bit for bit the serial result, for any number of threads.
+//!
+//! Tiles are processed in rounds of `C` (the workspace's slot count). In the last round the
+//! last tile's gradient is applied as it is added: each weight's gradient is completed and
+//! written into the weight in the same pass, never stored and swept again.
+//!
+//! # When it pays
+//! A rayon fork-join costs 15-21 us on the 2-core reference machine, more than a whole Iris
+//! epoch, and the step pays one per round of `C` tiles. A step whose rounds carry less
+//! arithmetic than [`PAR_MIN_FLOP`] each (or that has a single tile) runs the serial step on
+//! slot 0 of the workspace, so going through `train_step_par` never makes a small batch
+//! slower. Small models want many slots (64 for 4-32-3: a tile of it is only about 140 kFLOP),
+//! wide ones few (a 784-256-10 tile is about 160 MFLOP).
+
+use rayon::prelude::*;
+
+use crate::TILE_SAMPLES;
+use crate::dense::{Dense, DenseGrads};
+use crate::error::Error;
+use crate::lanes::{self, Lane};
+use crate::mlp::{
+    Forward, Gradients, Mlp, Source, TileBufs, Workspace, accumulate, check_batch, check_update,
+    finite_total, tile_inputs, tile_pass,
+};
+use crate::optim::Sgd;
+
+/// The least arithmetic per round (one fork-join over up to `C` tiles), in FLOP as the benches
+/// count it (`4(IH + HO) + 2HO` per sample), for which [`Mlp::train_step_par`] goes parallel
+/// by default.
+///
+/// A fork-join costs 15-21 us on the 2-core reference machine, so two threads win once a
+/// round is worth about 100 us of serial work; the serial kernels run at 50-95 GFLOP/s, so
+/// about 8 MFLOP (`benches`, group `parallel`: 4-32-3 with 64 slots from about 7 000 samples,
+/// 784-256-10 from two tiles).
+pub const PAR_MIN_FLOP: u64 = 8_000_000;
+
+/// What one tile's pass learned, kept per slot until the ordered reduction.
+#[derive(Clone, Copy)]
+struct TileStats {
+    loss: Lane,
+    max_x: Lane,
+    max_a: Lane,
+    err: Option<Error>,
+}
+
+impl TileStats {
+    const ZERO: Self = Self {
+        loss: Lane::ZERO,
+        max_x: Lane::ZERO,
+        max_a: Lane::ZERO,
+        err: None,
+    };
+}
+
+/// Caller-owned memory for [`Mlp::train_step_par`]: `C` tile slots (each a [`Workspace`], whose
+/// gradient buffer holds the tile's partial sums) and the running sum of the tiles.
+///
+/// `C` bounds how many tiles run at once; results do not depend on it (nor on the number of
+/// threads). A few slots per core is plenty. Its size is about `C + 1` times a
+/// [`Workspace`]: build large ones in place, `Box::new(ParWorkspace::ZERO)`.
+///
+/// # Examples
+/// ```
+/// use fusedprop::{Mlp, ParWorkspace, Sgd};
+/// let x = vec![[0.5f32; 4]; 300];
+/// let y = vec![1u32; 300];
+/// let mut model = Mlp::<4, 8, 3>::new(1);
+/// let mut pws = Box::new(ParWorkspace::<4, 8, 3, 4>::ZERO);
+/// pws.set_min_flop(0); // parallel even for this small batch
+/// let loss = model.train_step_par(&x, &y, &Sgd::new(0.1)?, &mut pws)?;
+/// assert!(loss.is_finite());
+/// # Ok::<(), fusedprop::Error>(())
+/// ```
+pub struct ParWorkspace<const I: usize, const H: usize, const O: usize, const C: usize> {
+    slots: [Workspace<I, H, O>; C],
+    stats: [TileStats; C],
+    total: Gradients<I, H, O>,
+    min_flop: u64,
+}
+
+impl<const I: usize, const H: usize, const O: usize, const C: usize> ParWorkspace<I, H, O, C> {
+    /// A zeroed workspace with the default threshold [`PAR_MIN_FLOP`], as a `const` for
+    /// statics and in-place construction.
+    pub const ZERO: Self = Self {
+        slots: [Workspace::ZERO; C],
+        stats: [TileStats::ZERO; C],
+        total: Gradients::ZERO,
+        min_flop: PAR_MIN_FLOP,
+    };
+
+    /// A new workspace (by value; see the type's docs for large models).
+    #[must_use]
+    pub fn new() -> Self {
+        Self::ZERO
+    }
+
+    /// Sets the least arithmetic per round of `C` tiles (FLOP) for which steps go parallel;
+    /// `0` makes every step with two or more tiles parallel. The result does not depend on
+    /// it.
+    #[inline]
+    pub fn set_min_flop(&mut self, flop: u64) {
+        self.min_flop = flop;
+    }
+
+    /// The threshold set by [`ParWorkspace::set_min_flop`].
+    #[must_use]
+    #[inline]
+    pub fn min_flop(&self) -> u64 {
+        self.min_flop
+    }
+}
+
+impl<const I: usize, const H: usize, const O: usize, const C: usize> Default
+    for ParWorkspace<I, H, O, C>
+{
+    fn default() -> Self {
+        Self::ZERO
+    }
+}
+
+impl<const I: usize, const H: usize, const O: usize, const C: usize> core::fmt::Debug
+    for ParWorkspace<I, H, O, C>
+{
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "ParWorkspace<{I}, {H}, {O}, {C}> {{ min_flop: {} }}",
+            self.min_flop
+        )
+    }
+}
+
+/// FLOP of one training step on `n` samples (DESIGN.md's count).
+#[must_use]
+pub fn step_flop(inputs: usize, hidden: usize, outputs: usize, n: usize) -> u64 {
+    let (i, h, o) = (inputs as u64, hidden as u64, outputs as u64);
+    (4 * (i * h + h * o) + 2 * h * o) * n as u64
+}
+
+impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
+    /// [`Mlp::train_step`] with the tiles of the batch spread over rayon's threads; the loss
+    /// and the updated weights are bit for bit those of `train_step`, whatever the number of
+    /// threads. Steps whose rounds of `C` tiles carry less arithmetic than the workspace's
+    /// threshold ([`PAR_MIN_FLOP`] by default), or of a single tile, run serially.
+    ///
+    /// # Errors
+    /// As [`Mlp::train_step`]; the same error for the same batch. On error every weight is
+    /// bit for bit unchanged.
+    ///
+    /// # Examples
+    /// See [`ParWorkspace`].
+    pub fn train_step_par<const C: usize>(
+        &mut self,
+        x: &[[f32; I]],
+        labels: &[u32],
+        sgd: &Sgd,
+        pws: &mut ParWorkspace<I, H, O, C>,
+    ) -> Result<f32, Error> {
+        check_batch::<I, O>(x, labels)?;
+        let src = Source::Rows { x, labels };
+        let per_round = step_flop(I, H, O, x.len().min(C * TILE_SAMPLES));
+        if C < 2 || src.tiles() < 2 || per_round < pws.min_flop {
+            return self.train_step(x, labels, sgd, &mut pws.slots[0]);
+        }
+        par_run(self, src, sgd.learning_rate(), pws)
+    }
+}
+
+fn par_run<const I: usize, const H: usize, const O: usize, const C: usize>(
+    model: &mut Mlp<I, H, O>,
+    src: Source<'_, I>,
+    lr: f32,
+    pws: &mut ParWorkspace<I, H, O, C>,
+) -> Result<f32, Error> {
+    let n = src.len();
+    let tiles = src.tiles();
+    let mut fw = Forward {
+        loss: lanes::zero(),
+        max_x: lanes::zero(),
+        max_a: lanes::zero(),
+    };
+    let ParWorkspace {
+        slots,
+        stats,
+        total,
+        ..
+    } = pws;
+    let mut t0 = 0;
+    let mut last_slot = 0;
+    while t0 < tiles {
+        let k = (tiles - t0).min(C);
+        let m: &Mlp<I, H, O> = model;
+        slots[..k]
+            .par_iter_mut()
+            .zip(stats[..k].par_iter_mut())
+            .enumerate()
+            .for_each(|(i, (ws, st))| {
+                *st = TileStats::ZERO;
+                let t = t0 + i;
+                let Workspace { x, a, dh, z, acc } = ws;
+                let mut bufs = TileBufs { x, a, dh, z };
+                match tile_pass(m, src, t, &mut bufs, &mut st.max_x, &mut st.max_a) {
+                    Ok((blocks, loss)) => {
+                        st.loss = loss;
+                        let TileBufs { x, a, dh, z } = bufs;
+                        let xt = tile_inputs(src, t, blocks, &x[..]);
+                        accumulate(&a[..blocks], &z[..blocks], xt, &dh[..blocks], acc, true);
+                    }
+                    Err(e) => st.err = Some(e),
+                }
+            });
+        // The fixed-order reduction, on this thread.
+        for (i, st) in stats[..k].iter().enumerate() {
+            let t = t0 + i;
+            if let Some(e) = st.err {
+                return Err(e);
+            }
+            fw.loss += st.loss;
+            fw.max_x = lanes::max(fw.max_x, st.max_x);
+            fw.max_a = lanes::max(fw.max_a, st.max_a);
+            if t + 1 == tiles {
+                last_slot = i;
+            } else if t == 0 {
+                copy_grads(total, &slots[i].acc);
+            } else {
+                add_grads(total, &slots[i].acc);
+            }
+        }
+        t0 += k;
+    }
+    finite_total(fw.loss)?;
+    check_update(model, &fw, lr)?;
+    let last = &slots[last_slot].acc;
+    let (hidden, output) = model.layers_mut();
+    sgd_from(output, &total.output, &last.output, lr);
+    sgd_from(hidden, &total.hidden, &last.hidden, lr);
+    Ok(lanes::sum(fw.loss) / n as f32)
+}
+
+fn copy_grads<const I: usize, const H: usize, const O: usize>(
+    dst: &mut Gradients<I, H, O>,
+    src: &Gradients<I, H, O>,
+) {
+    dst.hidden.w = src.hidden.w;
+    dst.hidden.b = src.hidden.b;
+    dst.output.w = src.output.w;
+    dst.output.b = src.output.b;
+}
+
+fn add_grads<const I: usize, const H: usize, const O: usize>(
+    dst: &mut Gradients<I, H, O>,
+    src: &Gradients<I, H, O>,
+) {
+    add_dense(&mut dst.hidden, &src.hidden);
+    add_dense(&mut dst.output, &src.output);
+}
+
+/// `dst += src`, the serial pass's `Sink::Add`.
+fn add_dense<const I: usize, const O: usize>(dst: &mut DenseGrads<I, O>, src: &DenseGrads<I, O>) {
+    let w = dst.w.as_flattened_mut().iter_mut();
+    for (d, &s) in w.zip(src.w.as_flattened()) {
+        *d += s;
+    }
+    for (d, &s) in dst.b.iter_mut().zip(&src.b) {
+        *d += s;
+    }
+}
+
+/// `W -= lr * (prior + last)`, the serial pass's fused `Sink::Sgd` with a prior.
+fn sgd_from<const I: usize, const O: usize>(
+    layer: &mut Dense<I, O>,
+    prior: &DenseGrads<I, O>,
+    last: &DenseGrads<I, O>,
+    lr: f32,
+) {
+    let (w, b) = layer.params_mut();
+    let pairs = prior.w.as_flattened().iter().zip(last.w.as_flattened());
+    for (w, (&p, &g)) in w.as_flattened_mut().iter_mut().zip(pairs) {
+        *w -= lr * (p + g);
+    }
+    for (b, (&p, &g)) in b.iter_mut().zip(prior.b.iter().zip(&last.b)) {
+        *b -= lr * (p + g);
+    }
+}

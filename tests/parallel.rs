@@ -1,0 +1,121 @@
+//! The parallel step is bit for bit the serial step, for 1, 2, 3 and 8 threads, for batches
+//! of several tiles with a partial last block; errors are the serial errors and leave the
+//! weights unchanged.
+#![cfg(feature = "rayon")]
+
+use fusedprop::{Error, Mlp, ParWorkspace, Sgd, Workspace, rng::SplitMix64};
+
+fn data<const I: usize>(n: usize, classes: u32, seed: u64) -> (Vec<[f32; I]>, Vec<u32>) {
+    let mut rng = SplitMix64::new(seed);
+    let x = (0..n)
+        .map(|_| core::array::from_fn(|_| rng.uniform(2.0)))
+        .collect();
+    let y = (0..n)
+        .map(|_| (rng.next_u64() % u64::from(classes)) as u32)
+        .collect();
+    (x, y)
+}
+
+fn serial<const I: usize, const H: usize, const O: usize>(
+    model: &Mlp<I, H, O>,
+    x: &[[f32; I]],
+    y: &[u32],
+    steps: usize,
+) -> (Mlp<I, H, O>, Vec<u32>) {
+    let mut m = model.clone();
+    let mut ws = Box::new(Workspace::ZERO);
+    let sgd = Sgd::new(0.05).unwrap();
+    let losses = (0..steps)
+        .map(|_| m.train_step(x, y, &sgd, &mut ws).unwrap().to_bits())
+        .collect();
+    (m, losses)
+}
+
+fn parallel<const I: usize, const H: usize, const O: usize, const C: usize>(
+    model: &Mlp<I, H, O>,
+    x: &[[f32; I]],
+    y: &[u32],
+    steps: usize,
+    threads: usize,
+) -> (Mlp<I, H, O>, Vec<u32>) {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
+    pool.install(|| {
+        let mut m = model.clone();
+        let mut pws = Box::new(ParWorkspace::<I, H, O, C>::ZERO);
+        pws.set_min_flop(0);
+        let sgd = Sgd::new(0.05).unwrap();
+        let losses = (0..steps)
+            .map(|_| m.train_step_par(x, y, &sgd, &mut pws).unwrap().to_bits())
+            .collect();
+        (m, losses)
+    })
+}
+
+#[test]
+fn parallel_is_bitwise_serial_for_1_2_3_8_threads() {
+    let (x, y) = data::<9>(1000, 5, 11); // 8 tiles, last one partial (104 samples)
+    let model = Mlp::<9, 33, 5>::new(5);
+    let (want, want_loss) = serial(&model, &x, &y, 5);
+    for threads in [1, 2, 3, 8] {
+        let (got, got_loss) = parallel::<9, 33, 5, 3>(&model, &x, &y, 5, threads);
+        assert_eq!(got_loss, want_loss, "{threads} threads");
+        assert_eq!(got, want, "{threads} threads");
+        let (got, got_loss) = parallel::<9, 33, 5, 8>(&model, &x, &y, 5, threads);
+        assert_eq!(got_loss, want_loss, "{threads} threads, 8 slots");
+        assert_eq!(got, want, "{threads} threads, 8 slots");
+    }
+}
+
+#[test]
+fn parallel_two_tiles_and_iris_shape() {
+    let (x, y) = data::<4>(129, 3, 12);
+    let model = Mlp::<4, 32, 3>::new(7);
+    let (want, want_loss) = serial(&model, &x, &y, 20);
+    for threads in [1, 2, 3, 8] {
+        let (got, got_loss) = parallel::<4, 32, 3, 2>(&model, &x, &y, 20, threads);
+        assert_eq!(got_loss, want_loss);
+        assert_eq!(got, want);
+    }
+}
+
+#[test]
+fn parallel_errors_match_serial_and_change_nothing() {
+    let (mut x, y) = data::<4>(700, 3, 13);
+    x[517][2] = f32::NAN;
+    let model = Mlp::<4, 16, 3>::new(1);
+    let sgd = Sgd::new(0.1).unwrap();
+    let mut a = model.clone();
+    let serial_err = a.train_step(&x, &y, &sgd, &mut Workspace::new());
+    let mut b = model.clone();
+    let mut pws = Box::new(ParWorkspace::<4, 16, 3, 2>::ZERO);
+    pws.set_min_flop(0);
+    let par_err = b.train_step_par(&x, &y, &sgd, &mut pws);
+    assert_eq!(
+        par_err,
+        Err(Error::NonFinite {
+            what: "input",
+            index: Some(517)
+        })
+    );
+    assert_eq!(par_err, serial_err);
+    assert_eq!(a, model);
+    assert_eq!(b, model);
+}
+
+#[test]
+fn small_batches_stay_serial() {
+    let (x, y) = data::<4>(120, 3, 14);
+    let mut pws = Box::new(ParWorkspace::<4, 32, 3, 2>::ZERO);
+    assert_eq!(pws.min_flop(), fusedprop::PAR_MIN_FLOP);
+    let model = Mlp::<4, 32, 3>::new(7);
+    let (want, _) = serial(&model, &x, &y, 3);
+    let mut m = model.clone();
+    let sgd = Sgd::new(0.05).unwrap();
+    for _ in 0..3 {
+        m.train_step_par(&x, &y, &sgd, &mut pws).unwrap();
+    }
+    assert_eq!(m, want);
+}
