@@ -155,12 +155,14 @@ fn fmt_time(s: f64) -> String {
 
 fn main() {
     let start = Instant::now();
-    let peak1 = common::fma_peak_gflops(200_000, 15);
-    let peak2 = std::thread::scope(|s| {
+    let (best1, peak1) = common::fma_peak_gflops(200_000, 15);
+    let (best2, peak2) = std::thread::scope(|s| {
         let h: Vec<_> = (0..2)
             .map(|_| s.spawn(|| common::fma_peak_gflops(200_000, 15)))
             .collect();
-        h.into_iter().map(|h| h.join().unwrap_or(0.0)).sum::<f64>()
+        h.into_iter()
+            .map(|h| h.join().unwrap_or((0.0, 0.0)))
+            .fold((0.0, 0.0), |a, b| (a.0 + b.0, a.1 + b.1))
     });
     // Three rounds over all workloads, each workload's figures the median of its rounds: a
     // burst of load from other processes then spoils one round, not the table.
@@ -195,7 +197,7 @@ fn main() {
     println!("# fusedprop performance report");
     println!();
     println!(
-        "SIMD level: `{SIMD_LEVEL}`; FMA peak measured in this run: {peak1:.1} GFLOP/s on 1 thread, {peak2:.1} GFLOP/s on 2 threads."
+        "SIMD level: `{SIMD_LEVEL}`; FMA peak measured in this run (median of 15, best in brackets): {peak1:.1} ({best1:.1}) GFLOP/s on 1 thread, {peak2:.1} ({best2:.1}) GFLOP/s on 2 threads. The % columns divide medians by the median peak."
     );
     if let Some(hint) = fusedprop::simd_hint() {
         println!();
