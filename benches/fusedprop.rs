@@ -17,8 +17,10 @@ const BATCH: usize = 256;
 
 fn dense_shape<const I: usize, const O: usize>(c: &mut Criterion) {
     let mut g = c.benchmark_group("kernels");
+    // 20 samples: the naive 784->256 takes ~50 ms an iteration.
     g.warm_up_time(Duration::from_millis(300))
-        .measurement_time(Duration::from_secs(1));
+        .measurement_time(Duration::from_secs(1))
+        .sample_size(20);
     let mut rng = fusedprop::rng::SplitMix64::new(1);
     let layer: Box<Dense<I, O>> = Box::new(Dense::glorot(&mut rng));
     let x = rows::<I>(BATCH, 2);

@@ -221,37 +221,43 @@ pub(crate) fn sum(x: Lane) -> f32 {
 // different pairs are independent, so they overlap.
 #[inline(always)]
 pub(crate) fn sum16(x: &[Lane; 16]) -> Lane {
-    // Level 1: pair (2p, 2p+1) -> [h(2p) | h(2p+1)], h(a)[i] = a[i] + a[i + 8].
+    // Inputs in the order that makes the last level come out in accumulator order.
+    const ORDER: [usize; 16] = [0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15];
+    // Level 1: pair -> [h(a) | h(b)], h(a)[i] = a[i] + a[i + 8] (256-bit halves).
     let mut l1 = [zero(); 8];
     for (p, out) in l1.iter_mut().enumerate() {
-        let (a, b) = (x[2 * p], x[2 * p + 1]);
+        let (a, b) = (x[ORDER[2 * p]], x[ORDER[2 * p + 1]]);
         *out = shuffle2(a, b, LO8) + shuffle2(a, b, HI8);
     }
-    // Level 2: quarters, q[i] = h[i] + h[i + 4], four accumulators per register.
+    // Level 2: q[i] = h[i] + h[i + 4], one accumulator per 128-bit chunk.
     let mut l2 = [zero(); 4];
     for (p, out) in l2.iter_mut().enumerate() {
         let (a, b) = (l1[2 * p], l1[2 * p + 1]);
         *out = shuffle2(a, b, LO4) + shuffle2(a, b, HI4);
     }
-    // Level 3: r[i] = q[i] + q[i + 2], two per accumulator, eight accumulators per register.
+    // Level 3: r[i] = q[i] + q[i + 2], two accumulators per chunk (an unpack of 64-bit
+    // pairs within each 128-bit chunk).
     let mut l3 = [zero(); 2];
     for (p, out) in l3.iter_mut().enumerate() {
         let (a, b) = (l2[2 * p], l2[2 * p + 1]);
         *out = shuffle2(a, b, LO2) + shuffle2(a, b, HI2);
     }
-    // Level 4: r[0] + r[1], one lane per accumulator, in accumulator order.
+    // Level 4: r[0] + r[1], four accumulators per chunk (a `shufps` within each chunk),
+    // which by the input order is lane `m` for accumulator `m`.
     shuffle2(l3[0], l3[1], LO1) + shuffle2(l3[0], l3[1], HI1)
 }
 
-/// Index tables of [`sum16`]: lane `i` of the result takes lane `t[i]` of `a ++ b`.
+/// Index tables of [`sum16`]: lane `i` of the result takes lane `t[i]` of `a ++ b`. Levels 1
+/// and 2 move 256- and 128-bit pieces; levels 3 and 4 stay within 128-bit chunks, the
+/// patterns of `unpcklpd`/`unpckhpd` and `shufps`, which compile to single instructions.
 const LO8: [u8; 16] = [0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23];
 const HI8: [u8; 16] = [8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31];
 const LO4: [u8; 16] = [0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27];
 const HI4: [u8; 16] = [4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31];
-const LO2: [u8; 16] = [0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29];
-const HI2: [u8; 16] = [2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31];
-const LO1: [u8; 16] = [0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30];
-const HI1: [u8; 16] = [1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31];
+const LO2: [u8; 16] = [0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29];
+const HI2: [u8; 16] = [2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31];
+const LO1: [u8; 16] = [0, 2, 16, 18, 4, 6, 20, 22, 8, 10, 24, 26, 12, 14, 28, 30];
+const HI1: [u8; 16] = [1, 3, 17, 19, 5, 7, 21, 23, 9, 11, 25, 27, 13, 15, 29, 31];
 
 /// Lane `i` is lane `t[i]` of the 32 lanes `a ++ b`; with a constant table LLVM emits one
 /// two-source permute (or a 128-bit-granular shuffle).

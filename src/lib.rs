@@ -25,7 +25,9 @@
 //!   [`softmax`], [`log_softmax`] and their backward functions,
 //!   [`sparse_categorical_cross_entropy`] and the fused
 //!   [`softmax_cross_entropy_backward`], [`Sgd`];
-//! - the model [`Mlp`], composed from those kernels, with its caller-owned [`Workspace`].
+//! - the model [`Mlp`], composed from those kernels, with its caller-owned [`Workspace`];
+//!   [`PackedBatch`] holds a full batch already transposed into lanes and validated, for
+//!   [`Mlp::train_step_packed`] (full-batch training without per-step transposes).
 //!
 //! Shapes are const generics: feeding a `[f32; 5]` sample to an `Mlp<4, _, _>` does not
 //! compile. Batch lengths are runtime slice lengths and are checked: every function that takes
@@ -47,6 +49,12 @@
 //! A batch whose length is not a multiple of sixteen is padded with zero samples whose
 //! gradients are masked to zero.
 //!
+//! Wider layers use register tiles over blocks: the forward and input-gradient kernels
+//! compute 4 outputs of 4 blocks at once (each broadcast weight feeds 4 FMAs), the weight
+//! gradient keeps 16 accumulators per register tile across a whole tile of 128 samples and
+//! reduces them across lanes together, once per tile. [`Mlp::predict_one`] has its own
+//! latency path that vectorizes over inputs instead of samples.
+//!
 //! ## Numerics
 //! - `f32` throughout; sums over a batch are accumulated per lane and reduced in one fixed
 //!   order, the same on every target. Results differ between targets only where one has FMA
@@ -54,6 +62,9 @@
 //!   deterministic.
 //! - Softmax subtracts the row maximum, the loss uses log-sum-exp: finite for logits up to
 //!   `±1e30`.
+//! - `ln` uses `wide`'s range reduction and coefficients but Horner's rule, so it never forms
+//!   a subnormal intermediate (on Intel cores each FMA with a subnormal operand costs a
+//!   microcode assist); `1 / sum` is computed once per block for the softmax gradient.
 //! - ReLU's derivative at exactly 0 is 0 (TensorFlow's convention).
 //! - **NaN policy.** ReLU keeps NaN (`relu(NaN) = NaN`), so a NaN cannot hide on its way to
 //!   the loss; softmax of a row containing NaN is NaN. The model functions refuse non-finite

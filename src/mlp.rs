@@ -727,13 +727,17 @@ pub(crate) fn tile_pass<const I: usize, const H: usize, const O: usize>(
     let xt = tile_inputs(src, t, blocks, &bufs.x[..]);
     let a = &mut bufs.a[..blocks];
     m.hidden.forward_blocks(xt, a);
+    // ReLU and the running maximum in one pass over the activations, with two maxima in
+    // flight (one chain would serialize on the max latency).
+    let mut mx = [*max_a; 2];
     for ab in a.iter_mut() {
-        relu_block(ab);
-        for &v in ab.iter() {
+        for (i, v) in ab.iter_mut().enumerate() {
+            *v = lanes::relu(*v);
             // NaN-free here only if finite; a NaN activation shows up in the loss check.
-            *max_a = lanes::max(*max_a, v);
+            mx[i & 1] = lanes::max(mx[i & 1], *v);
         }
     }
+    *max_a = lanes::max(mx[0], mx[1]);
     m.output.forward_blocks(a, &mut bufs.z[..blocks]);
     let mut loss = lanes::zero();
     for (b, zb) in bufs.z[..blocks].iter_mut().enumerate() {
@@ -1026,6 +1030,11 @@ fn finite_logits<const O: usize>(z: &[Lane; O], n: usize, first: usize) -> Resul
 /// Errors with the index of the first sample whose loss is not finite.
 #[inline(always)]
 fn finite_loss(l: Lane, n: usize, first: usize) -> Result<(), Error> {
+    // PERF: one vector test on the common path; the scalar scan (which skips padded lanes)
+    // only when some lane is not finite.
+    if lanes::all_finite(l) {
+        return Ok(());
+    }
     match lanes::first_non_finite(l, n) {
         None => Ok(()),
         Some(s) => Err(Error::NonFinite {

@@ -3,7 +3,7 @@
 //!
 //! # Bit for bit the serial step
 //! The serial [`Mlp::train_step`] already works in fixed tiles of
-//! [`TILE_SAMPLES`](crate::TILE_SAMPLES) samples: each tile's parameter gradients are
+//! [`TILE_SAMPLES`] samples: each tile's parameter gradients are
 //! reduced across lanes once and the tile sums are added in tile order (`g = g0`, `g += g1`,
 //! ...), the last one inside the fused update `W -= lr * (g + g_last)`; the loss is summed per
 //! tile and the tile sums are added in tile order. The parallel step computes the same tile

@@ -42,18 +42,20 @@ pub fn mlp_step_flop(i: usize, h: usize, o: usize, n: usize) -> u64 {
 }
 
 /// The machine's FMA peak on one thread, in GFLOP/s: 16 independent chains of 16-lane FMAs
-/// (enough to cover 2 FMA pipes x 4 cycles latency, twice over), the best of `reps` runs of
-/// `iters` rounds.
-pub fn fma_peak_gflops(iters: usize, reps: usize) -> f64 {
-    let mut best = 0.0f64;
-    for _ in 0..reps {
-        let start = Instant::now();
-        let r = fma_chains(iters);
-        let secs = start.elapsed().as_secs_f64();
-        black_box(r);
-        best = best.max(fma_chains_flop(iters) as f64 / secs / 1e9);
-    }
-    best
+/// (enough to cover 2 FMA pipes x 4 cycles latency, twice over), over `reps` runs of `iters`
+/// rounds: `(best, median)`. Compare medians with medians on a shared machine.
+pub fn fma_peak_gflops(iters: usize, reps: usize) -> (f64, f64) {
+    let mut v: Vec<f64> = (0..reps.max(1))
+        .map(|_| {
+            let start = Instant::now();
+            let r = fma_chains(iters);
+            let secs = start.elapsed().as_secs_f64();
+            black_box(r);
+            fma_chains_flop(iters) as f64 / secs / 1e9
+        })
+        .collect();
+    v.sort_by(f64::total_cmp);
+    (v[v.len() - 1], v[v.len() / 2])
 }
 
 /// FLOP of [`fma_chains`]: 16 chains x 16 lanes x 2 FLOP per round.
