@@ -472,13 +472,21 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
     pub fn loss(&self, x: &[[f32; I]], labels: &[u32]) -> Result<f32, Error> {
         check_batch::<I, O>(x, labels)?;
         let mut z = [lanes::zero(); O];
+        // Summed as the training step sums: per lane within a tile, then tile by tile, so
+        // that `loss` returns bit for bit what `train_step` and `gradients` return.
         let mut total = lanes::zero();
+        let mut tile = lanes::zero();
         for (block, (xs, ls)) in x.chunks(LANES).zip(labels.chunks(LANES)).enumerate() {
             self.logits_block(xs, block * LANES, &mut z)?;
             let l = xent_block(&mut z, ls, 0.0, false);
             finite_loss(l, ls.len(), block * LANES)?;
-            total += l;
+            tile += l;
+            if (block + 1) % TILE_BLOCKS == 0 {
+                total += tile;
+                tile = lanes::zero();
+            }
         }
+        total += tile;
         finite_total(total)?;
         Ok(lanes::sum(total) / x.len() as f32)
     }
