@@ -30,7 +30,7 @@
 //! # Examples
 //! A network with two hidden layers composed by hand from the kernels, 2 -> 4 -> 3 -> 2,
 //! trained one SGD step with the fused per-layer update, then its gradients (from
-//! [`Dense::backward`] and the kernels' backward functions) checked against the loss:
+//! [`Dense::backward`](crate::Dense::backward) and the kernels' backward functions) checked against the loss:
 //!
 //! ```
 //! use fusedprop::gradcheck::check_gradients;

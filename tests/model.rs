@@ -29,9 +29,14 @@ fn mlp_tol(n: usize, i: usize, h: usize, o: usize) -> Tol {
     }
 }
 
-/// Scales of the gradient sums: the oracle's chain rule with every quantity replaced by an
-/// upper bound of its magnitude (`|dz| <= 1/N`, `|W|`, `|x|`, `a >= 0`), so that an entry's
-/// scale bounds the sum of the absolute values of the terms it was computed from.
+/// Scales of the gradient sums: the oracle's chain rule run on magnitudes, so that an
+/// entry's scale bounds the error that `f32` rounding anywhere upstream can put into it.
+/// Forward: a hidden unit's value carries an error relative to `abar = |b1| + sum |W1||x|`
+/// (its terms, not its value: a small activation can be the difference of large terms), a
+/// logit relative to `zbar = |b2| + sum |W2| abar`, so `dz = (p - onehot)/N` carries an
+/// absolute error relative to `max(1, zbar) / N`. Backward: `dW2 ~ sum_s (zbar/N) abar`,
+/// `db2 ~ sum_s zbar/N`, `dh ~ sum_j |W2| zbar/N`, `dW1 ~ sum_s dh |x|`, `db1 ~ sum_s dh`.
+/// Also returns the largest `max(1, zbar)`, the scale of the loss and the probabilities.
 fn gradient_scales<const I: usize, const H: usize, const O: usize>(
     p: &MlpParams<I, H, O>,
     x: &[[f32; I]],
@@ -40,22 +45,28 @@ fn gradient_scales<const I: usize, const H: usize, const O: usize>(
     let mut s = MlpParams::<I, H, O>::ZERO;
     let mut logit_scale = 1.0f64;
     for xs in x {
-        let a = p.hidden(xs);
-        let dz = 1.0 / n;
+        let mut abar = [0.0f64; H];
+        for k in 0..H {
+            abar[k] = p.b1[k].abs()
+                + (0..I)
+                    .map(|i| p.w1[k][i].abs() * f64::from(xs[i].abs()))
+                    .sum::<f64>();
+        }
+        let mut zbar = 1.0f64;
+        for j in 0..O {
+            let zs = p.b2[j].abs() + (0..H).map(|k| p.w2[j][k].abs() * abar[k]).sum::<f64>();
+            zbar = zbar.max(zs);
+        }
+        logit_scale = logit_scale.max(zbar);
+        let dz = zbar / n;
         for j in 0..O {
             s.b2[j] += dz;
-            let mut zs = p.b2[j].abs();
             for k in 0..H {
-                s.w2[j][k] += dz * a[k];
-                zs += p.w2[j][k].abs() * a[k];
+                s.w2[j][k] += dz * abar[k];
             }
-            logit_scale = logit_scale.max(zs);
         }
         for k in 0..H {
             let dh: f64 = (0..O).map(|j| p.w2[j][k].abs() * dz).sum();
-            // The mask is taken from the oracle; where f32 and f64 could disagree about the
-            // sign of a pre-activation the scale would not help, but random weights never land
-            // within rounding of the kink.
             s.b1[k] += dh;
             for i in 0..I {
                 s.w1[k][i] += dh * f64::from(xs[i].abs());

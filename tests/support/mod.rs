@@ -93,7 +93,9 @@ pub struct TolPerTerm {
 /// oracle). The longest chain of sums has `N + I + H + O` terms (the batch sum, both dense
 /// layers, the softmax's normalization); by the `gamma_n` bound each term adds at most `u`
 /// times the sum of the absolute values of the terms (the *scale*, which tests/model.rs
-/// computes with the oracle's chain rule on magnitudes, `|dz| <= 1/N`). `exp` and `ln` and
+/// computes with the oracle's chain rule on magnitudes: activations by the size of their
+/// terms `|b1| + sum |W1||x|`, not their value, since a small activation can be the
+/// difference of large terms; `dz` by `max(1, size of the logits' terms) / N`). `exp` and `ln` and
 /// the error of the upstream quantities (`dz` feeds `dW2` and `dh`) count as 8 more terms,
 /// and everything is doubled: `abs = 4 u` per term.
 pub const MLP: TolPerTerm = TolPerTerm {
