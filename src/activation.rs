@@ -26,8 +26,8 @@
 //!
 //! # NaN and infinity
 //! ReLU keeps NaN (`relu(NaN) = NaN`) rather than turning it into 0, so a NaN cannot vanish
-//! on its way to the loss; `relu(+inf) = +inf`, `relu(-inf) = 0`. Softmax of a row with a NaN
-//! is NaN in every entry; a row with `+inf` gives NaN (`inf - inf`); `-inf` entries get
+//! on its way to the loss (its backward gives 0 for a NaN output: `NaN > 0` is false);
+//! `relu(+inf) = +inf`, `relu(-inf) = 0`. Softmax of a row with a NaN is NaN in every entry; a row with `+inf` gives NaN (`inf - inf`); `-inf` entries get
 //! probability 0 as long as one entry is finite.
 
 use crate::error::{Error, same_len};

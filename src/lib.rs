@@ -72,7 +72,9 @@
 //!   gradient could overflow, is refused and leaves the weights bit for bit unchanged.
 //!
 //! ## Features
-//! - `std` (default): `std::error::Error` through `core::error::Error`, nothing else yet.
+//! - `std` (default): the std-only helpers `simd_hint`, the gradient checker
+//!   (`gradcheck`), and `new_boxed` constructors for large models (they allocate; the rest
+//!   of the crate never does).
 //! - `rayon`: parallelism over samples (implies `std`): `Mlp::train_step_par` with a
 //!   caller-owned `ParWorkspace`, bit for bit the serial step for any number of threads.
 //!
