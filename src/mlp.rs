@@ -438,7 +438,8 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
     /// ```
     ///
     /// # Errors
-    /// [`Error::NonFinite`] (`"input"`, index 0) if an input is not finite.
+    /// [`Error::NonFinite`] (`"input"`, index 0) if an input is not finite, or (`"logit"`,
+    /// index 0) if the logits overflow `f32`.
     #[inline]
     pub fn predict_one(&self, x: &[f32; I]) -> Result<u32, Error> {
         // PERF: an integer maximum over the magnitudes' bits vectorizes; finite means below
@@ -454,6 +455,13 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
         self.hidden.forward_one::<true>(x, &mut h);
         let mut z = [0.0f32; O];
         self.output.forward_one::<false>(&h, &mut z);
+        if !z.iter().all(|v| v.is_finite()) {
+            // As `predict`: finite inputs can still overflow the logits.
+            return Err(Error::NonFinite {
+                what: "logit",
+                index: Some(0),
+            });
+        }
         let mut best = 0;
         for (j, &v) in z.iter().enumerate().skip(1) {
             if v > z[best] {
@@ -474,19 +482,31 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
         let mut z = [lanes::zero(); O];
         // Summed as the training step sums: per lane within a tile, then tile by tile, so
         // that `loss` returns bit for bit what `train_step` and `gradients` return.
+        // Errors come in the training step's order too: a tile's inputs are all checked
+        // before its first loss.
         let mut total = lanes::zero();
-        let mut tile = lanes::zero();
-        for (block, (xs, ls)) in x.chunks(LANES).zip(labels.chunks(LANES)).enumerate() {
-            self.logits_block(xs, block * LANES, &mut z)?;
-            let l = xent_block(&mut z, ls, 0.0, false);
-            finite_loss(l, ls.len(), block * LANES)?;
-            tile += l;
-            if (block + 1) % TILE_BLOCKS == 0 {
-                total += tile;
-                tile = lanes::zero();
+        for (t, (xt, lt)) in x
+            .chunks(TILE_SAMPLES)
+            .zip(labels.chunks(TILE_SAMPLES))
+            .enumerate()
+        {
+            let first = t * TILE_SAMPLES;
+            if let Some(bad) = xt.iter().position(|r| !r.iter().all(|v| v.is_finite())) {
+                return Err(Error::NonFinite {
+                    what: "input",
+                    index: Some(first + bad),
+                });
             }
+            let mut tile = lanes::zero();
+            for (b, (xs, ls)) in xt.chunks(LANES).zip(lt.chunks(LANES)).enumerate() {
+                let start = first + b * LANES;
+                self.logits_block(xs, start, &mut z)?;
+                let l = xent_block(&mut z, ls, 0.0, false);
+                finite_loss(l, ls.len(), start)?;
+                tile += l;
+            }
+            total += tile;
         }
-        total += tile;
         finite_total(total)?;
         Ok(lanes::sum(total) / x.len() as f32)
     }
