@@ -53,7 +53,8 @@
 //! compute 4 outputs of 4 blocks at once (each broadcast weight feeds 4 FMAs), the weight
 //! gradient keeps 16 accumulators per register tile across a whole tile of 128 samples and
 //! reduces them across lanes together, once per tile. [`Mlp::predict_one`] has its own
-//! latency path that vectorizes over inputs instead of samples.
+//! latency path that vectorizes over inputs instead of samples (plain scalar dot products
+//! for layers of fewer than 8 inputs, where a lane per output would be mostly padding).
 //!
 //! ## Numerics
 //! - `f32` throughout; sums over a batch are accumulated per lane and reduced in one fixed
