@@ -81,3 +81,29 @@ fn tiled_training_forward_matches_per_block_loss() -> Result<(), Error> {
     assert_eq!(got.to_bits(), want.to_bits());
     Ok(())
 }
+
+#[test]
+fn packed_len_capacity_and_debug() -> Result<(), Error> {
+    let mut b = PackedBatch::<3, 2>::ZERO;
+    assert_eq!(PackedBatch::<3, 2>::CAPACITY, 32);
+    assert!(b.is_empty());
+    assert_eq!(b.len(), 0);
+    // Exactly at the capacity is accepted; one more is refused and leaves the batch empty.
+    let (x, y) = data::<3>(33, 3, 5);
+    b.fill(&x[..32], &y[..32])?;
+    assert_eq!(b.len(), 32);
+    assert!(!b.is_empty());
+    assert!(matches!(
+        b.fill(&x, &y),
+        Err(Error::LengthMismatch {
+            expected: 32,
+            found: 33,
+            ..
+        })
+    ));
+    assert!(b.is_empty());
+    b.fill(&x[..5], &y[..5])?;
+    assert_eq!((b.len(), b.is_empty()), (5, false));
+    assert_eq!(format!("{b:?}"), "PackedBatch<3, 2> { len: 5 }");
+    Ok(())
+}
