@@ -235,7 +235,8 @@ pub fn check_gradients(
 /// evaluated in `f64` (by the crate's f64 reference implementation of the same network), so
 /// that `step = 1e-5` resolves gradients to about `1e-9` of their size, and the remaining
 /// difference is the `f32` rounding of the analytic gradient (about `1e-6` relative). Returns
-/// the report; the model is not changed.
+/// the report; the model is not changed. A test-time helper: it allocates its flat
+/// parameter, gradient and workspace buffers on the heap (feature `std`).
 ///
 /// # Errors
 /// As [`Mlp::gradients`] for the batch, and as [`check_gradients`].
