@@ -328,6 +328,41 @@ pub(crate) fn load_partial(v: &[f32]) -> Lane {
     Lane::new(a)
 }
 
+/// Lane `l` of `x`, read in place: in the kernels a broadcast straight from memory.
+#[inline(always)]
+pub(crate) fn lane(x: &Lane, l: usize) -> f32 {
+    x.as_array()[l]
+}
+
+/// The floats of a run of lanes viewed as rows of `N`: the memory of `8 x N` lanes holds
+/// `8 * 16` rows. `N` must not be zero.
+#[inline(always)]
+pub(crate) fn as_rows_mut<const N: usize>(v: &mut [[Lane; N]]) -> &mut [[f32; N]] {
+    let flat: &mut [f32] = wide::bytemuck::cast_slice_mut(v.as_flattened_mut());
+    flat.as_chunks_mut::<N>().0
+}
+
+/// Feature-major blocks back to rows for the first `k16` features (a multiple of 16):
+/// `rows[16 b + l][k]` = lane `l` of `blocks[b][k]`, for the first `rows.len()` samples.
+// PERF: sixteen features of a block at a time through one 16 x 16 transpose.
+#[inline(always)]
+pub(crate) fn blocks_to_rows<const N: usize>(
+    blocks: &[[Lane; N]],
+    k16: usize,
+    rows: &mut [[f32; N]],
+) {
+    for (xb, rb) in blocks.iter().zip(rows.chunks_mut(LANES)) {
+        let mut k = 0;
+        while k < k16 {
+            let t = Lane::transpose(core::array::from_fn(|i| xb[k + i]));
+            for (row, v) in rb.iter_mut().zip(t) {
+                row[k..k + 16].copy_from_slice(v.as_array());
+            }
+            k += 16;
+        }
+    }
+}
+
 /// The lanes of `x` as an array.
 #[inline(always)]
 pub(crate) fn to_array(x: Lane) -> [f32; LANES] {

@@ -752,7 +752,7 @@ pub(crate) fn tile_pass<const I: usize, const H: usize, const O: usize>(
             }
         }
     }
-    let xt = tile_inputs(src, t, blocks, &bufs.x[..]);
+    let xt = tile_lanes(src, t, blocks, &bufs.x[..]);
     let a = &mut bufs.a[..blocks];
     m.hidden.forward_blocks(xt, a);
     // ReLU and the running maximum in one pass over the activations, with two maxima in
@@ -795,7 +795,7 @@ pub(crate) fn tile_pass<const I: usize, const H: usize, const O: usize>(
 }
 
 /// The inputs of tile `t` in lanes: from the packed batch, or as `tile_pass` loaded them.
-pub(crate) fn tile_inputs<'a, const I: usize>(
+fn tile_lanes<'a, const I: usize>(
     src: Source<'a, I>,
     t: usize,
     blocks: usize,
@@ -806,6 +806,54 @@ pub(crate) fn tile_inputs<'a, const I: usize>(
         Source::Packed { x, .. } => {
             let b0 = t * TILE_BLOCKS;
             &x[b0..b0 + blocks]
+        }
+    }
+}
+
+/// A tile's inputs for the weight gradients: in lanes, and as rows when the model has 16
+/// inputs or more (see [`tile_inputs`]).
+#[derive(Clone, Copy)]
+pub(crate) struct TileX<'a, const I: usize> {
+    pub(crate) lanes: &'a [[Lane; I]],
+    pub(crate) rows: Option<&'a [[f32; I]]>,
+}
+
+/// The inputs of tile `t` in lanes (from the packed batch, or as `tile_pass` loaded them
+/// into `wx`) and, for models with 16 inputs or more, as rows for the weight gradients
+/// (`param_grads_tile`'s row kernel): the caller's rows, or the packed tile transposed into
+/// `wx`, whose memory a packed batch leaves unused.
+pub(crate) fn tile_inputs<'a, const I: usize>(
+    src: Source<'a, I>,
+    t: usize,
+    blocks: usize,
+    wx: &'a mut [[Lane; I]],
+) -> TileX<'a, I> {
+    let first = t * TILE_SAMPLES;
+    let count = (src.len() - first).min(TILE_SAMPLES);
+    let wide = I >= 16;
+    match src {
+        Source::Rows { x, .. } => {
+            let rows = &x[first..first + count];
+            TileX {
+                lanes: &wx[..blocks],
+                rows: wide.then_some(rows),
+            }
+        }
+        Source::Packed { x, .. } => {
+            let b0 = t * TILE_BLOCKS;
+            let xt = &x[b0..b0 + blocks];
+            if !wide {
+                return TileX {
+                    lanes: xt,
+                    rows: None,
+                };
+            }
+            let rows = &mut lanes::as_rows_mut(wx)[..count];
+            lanes::blocks_to_rows(xt, I - I % 16, rows);
+            TileX {
+                lanes: xt,
+                rows: Some(rows),
+            }
         }
     }
 }
@@ -848,7 +896,7 @@ pub(crate) fn run<const I: usize, const H: usize, const O: usize>(
         };
         let (blocks, tile_loss) = tile_pass(m, src, t, &mut bufs, &mut fw.max_x, &mut fw.max_a)?;
         fw.loss += tile_loss;
-        let xt = tile_inputs(src, t, blocks, &wx[..]);
+        let xt = tile_inputs(src, t, blocks, &mut wx[..]);
         let (a, z) = (&a[..blocks], &z[..blocks]);
         let dh = &dh[..blocks];
         let last = t + 1 == tiles;
@@ -882,7 +930,7 @@ pub(crate) fn run<const I: usize, const H: usize, const O: usize>(
 pub(crate) fn accumulate<const I: usize, const H: usize, const O: usize>(
     a: &[[Lane; H]],
     z: &[[Lane; O]],
-    x: &[[Lane; I]],
+    x: TileX<'_, I>,
     dh: &[[Lane; H]],
     target: &mut Gradients<I, H, O>,
     first: bool,
@@ -895,8 +943,8 @@ pub(crate) fn accumulate<const I: usize, const H: usize, const O: usize>(
     } else {
         (Sink::Add(&mut target.output), Sink::Add(&mut target.hidden))
     };
-    param_grads_tile(a, z, out_sink);
-    param_grads_tile(x, dh, hid_sink);
+    param_grads_tile(a, None, z, out_sink);
+    param_grads_tile(x.lanes, x.rows, dh, hid_sink);
 }
 
 /// The fused update from the last tile: `W -= lr * (prior + this tile's gradient)`.
@@ -904,7 +952,7 @@ pub(crate) fn apply_sgd<const I: usize, const H: usize, const O: usize>(
     m: &mut Mlp<I, H, O>,
     a: &[[Lane; H]],
     z: &[[Lane; O]],
-    x: &[[Lane; I]],
+    x: TileX<'_, I>,
     dh: &[[Lane; H]],
     lr: f32,
     prior: Option<&Gradients<I, H, O>>,
@@ -912,6 +960,7 @@ pub(crate) fn apply_sgd<const I: usize, const H: usize, const O: usize>(
     let (w2, b2) = m.output.params_mut();
     param_grads_tile(
         a,
+        None,
         z,
         Sink::Sgd {
             w: w2,
@@ -922,7 +971,8 @@ pub(crate) fn apply_sgd<const I: usize, const H: usize, const O: usize>(
     );
     let (w1, b1) = m.hidden.params_mut();
     param_grads_tile(
-        x,
+        x.lanes,
+        x.rows,
         dh,
         Sink::Sgd {
             w: w1,

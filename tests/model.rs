@@ -172,6 +172,9 @@ model_vs_oracle! {
     mlp_matches_oracle_multi_tile_9_16_17: 9, 16, 17, batch 129..=300, cases 6;
     mlp_matches_oracle_multi_tile_33_1_3: 33, 1, 3, batch 129..=300, cases 6;
     mlp_matches_oracle_multi_tile_1_33_8: 1, 33, 8, batch 129..=300, cases 6;
+    // 16+ inputs: the weight gradients of the input rows' kernel, its edge tiles (6 rows = 4
+    // + 2, 3 vectors of 16 columns) and the sample-lane kernel for the last 8 columns.
+    mlp_matches_oracle_multi_tile_56_6_5: 56, 6, 5, batch 129..=300, cases 6;
 }
 
 /// The tile boundaries exactly: 127, 128, 129, 256 and 257 samples.

@@ -31,6 +31,24 @@ fn packed_equals_rows_one_tile() -> Result<(), Error> {
     Ok(())
 }
 
+/// 16 inputs or more: the weight gradients come from rows (the packed tile transposed back).
+#[test]
+fn packed_equals_rows_wide_inputs() -> Result<(), Error> {
+    let (x, y) = data::<37>(300, 4, 3);
+    let batch = PackedBatch::<37, 19>::from_rows(&x, &y)?;
+    let mut a = Mlp::<37, 21, 4>::new(5);
+    let mut b = a.clone();
+    let mut ws = Box::new(Workspace::new());
+    let sgd = Sgd::new(0.1)?;
+    for _ in 0..5 {
+        let la = a.train_step_packed(&batch, &sgd, &mut ws)?;
+        let lb = b.train_step(&x, &y, &sgd, &mut ws)?;
+        assert_eq!(la.to_bits(), lb.to_bits());
+    }
+    assert_eq!(a, b);
+    Ok(())
+}
+
 #[test]
 fn packed_equals_rows_many_tiles() -> Result<(), Error> {
     let (x, y) = data::<9>(333, 5, 2);

@@ -69,6 +69,23 @@ fn parallel_is_bitwise_serial_for_1_2_3_8_threads() {
     }
 }
 
+/// 16 inputs or more (the weight gradients from the input rows) and parameter arrays of
+/// several reduction chunks (40 x 130 = 5200 hidden weights).
+#[test]
+fn parallel_is_bitwise_serial_for_wide_inputs() {
+    let (x, y) = data::<40>(700, 7, 15); // 6 tiles, the last one 60 samples
+    let model = Mlp::<40, 130, 7>::new(8);
+    let (want, want_loss) = serial(&model, &x, &y, 3);
+    for threads in [1, 2, 3, 8] {
+        let (got, got_loss) = parallel::<40, 130, 7, 4>(&model, &x, &y, 3, threads);
+        assert_eq!(got_loss, want_loss, "{threads} threads");
+        assert_eq!(got, want, "{threads} threads");
+        let (got, got_loss) = parallel::<40, 130, 7, 6>(&model, &x, &y, 3, threads);
+        assert_eq!(got_loss, want_loss, "{threads} threads, 6 slots");
+        assert_eq!(got, want, "{threads} threads, 6 slots");
+    }
+}
+
 #[test]
 fn parallel_two_tiles_and_iris_shape() {
     let (x, y) = data::<4>(129, 3, 12);
