@@ -422,7 +422,27 @@ impl<const I: usize, const O: usize> Dense<I, O> {
     // zero-padded) into its own accumulator, and sixteen outputs' accumulators are reduced
     // together by `lanes::sum16`. For 4-32-3 that is 32 + 6 multiplies and 3 shared
     // reductions instead of 224 FMAs on lanes holding one real sample.
+    #[inline(always)]
     pub(crate) fn forward_one<const RELU: bool>(&self, x: &[f32; I], y: &mut [f32; O]) {
+        if I == 4 && O.is_multiple_of(16) {
+            // PERF: rows of four inputs (Iris's hidden layer): the weights are read as they
+            // lie, sixteen floats (four rows) a vector, multiplied by the input repeated four
+            // times, and the groups of four products are summed by two levels of in-chunk
+            // pair shuffles for four vectors at once; a permute puts the sixteen outputs in
+            // order. Eleven vector operations per sixteen outputs, against 64 scalar FMAs.
+            let x4 = lanes::repeat4(x);
+            let flat = self.w.as_flattened();
+            for (g, (yg, bg)) in y.chunks_mut(16).zip(self.b.chunks(16)).enumerate() {
+                let p: [Lane; 4] =
+                    core::array::from_fn(|v| lanes::load16(&flat[64 * g + 16 * v..][..16]) * x4);
+                let mut v = lanes::load16(bg) + lanes::sum4x4(&p);
+                if RELU {
+                    v = lanes::relu(v);
+                }
+                lanes::store16(v, yg);
+            }
+            return;
+        }
         if I < 8 {
             // PERF: with fewer than 8 inputs a lane per output is mostly zero padding, and the
             // 16-way reduction costs more than the products: plain scalar dot products (4-32-3's
@@ -470,10 +490,11 @@ impl<const I: usize, const O: usize> Dense<I, O> {
                 *a = s;
             }
             if rn < 4 {
-                // PERF: a few outputs (4-32-3's output layer) are cheaper reduced one by one
-                // than through the 16-way transposing reduction.
+                // PERF: a few outputs (4-32-3's output layer) are cheaper reduced by the
+                // four-way tree than through the 16-way transposing reduction.
+                let sums = lanes::sum4(&[acc[0], acc[1], acc[2], acc[3]]);
                 for r in 0..rn {
-                    let v = self.b[j + r] + lanes::sum(acc[r]);
+                    let v = self.b[j + r] + sums[r];
                     y[j + r] = if !RELU || v > 0.0 || v.is_nan() {
                         v
                     } else {

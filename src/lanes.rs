@@ -247,6 +247,44 @@ pub(crate) fn sum16(x: &[Lane; 16]) -> Lane {
     shuffle2(l3[0], l3[1], LO1) + shuffle2(l3[0], l3[1], HI1)
 }
 
+/// The sums of four lanes at once: element `m` is [`sum`]`(x[m])`, bit for bit (the same
+/// pairwise tree in every lane).
+// PERF: the levels of [`sum16`] for four accumulators: 8 shuffles and 4 adds in all, where
+// four separate [`sum`]s take about 15 operations each.
+#[inline(always)]
+pub(crate) fn sum4(x: &[Lane; 4]) -> [f32; 4] {
+    let h0 = shuffle2(x[0], x[1], LO8) + shuffle2(x[0], x[1], HI8);
+    let h1 = shuffle2(x[2], x[3], LO8) + shuffle2(x[2], x[3], HI8);
+    // Chunk `m` is accumulator `m`'s `h[i] + h[i + 4]`.
+    let q = shuffle2(h0, h1, LO4) + shuffle2(h0, h1, HI4);
+    let r = shuffle2(q, q, LO2) + shuffle2(q, q, HI2);
+    let s = (shuffle2(r, r, LO1) + shuffle2(r, r, HI1)).to_array();
+    [s[0], s[4], s[8], s[12]]
+}
+
+/// Four floats repeated four times (`v.len()` must be 4).
+#[inline(always)]
+pub(crate) fn repeat4(v: &[f32]) -> Lane {
+    Lane::new(core::array::from_fn(|i| v[i % 4]))
+}
+
+/// Sums of groups of four: lane `4 v + c` of the result is the sum of lanes `4 c..4 c + 4`
+/// of `p[v]`, added as `(a + b) + (c + d)`; for four vectors of four rows of four products,
+/// the sixteen row sums in row order.
+// PERF: two levels of the in-chunk pair shuffles of [`sum16`]'s last levels (single
+// `shufps` each) and adds, then one permute: chunk `c` holds rows `4 v + c` after the
+// levels, the permute transposes the 4 x 4 of (chunk, row).
+#[inline(always)]
+pub(crate) fn sum4x4(p: &[Lane; 4]) -> Lane {
+    let q0 = shuffle2(p[0], p[1], LO1) + shuffle2(p[0], p[1], HI1);
+    let q1 = shuffle2(p[2], p[3], LO1) + shuffle2(p[2], p[3], HI1);
+    let r = shuffle2(q0, q1, LO1) + shuffle2(q0, q1, HI1);
+    shuffle2(r, r, T4X4)
+}
+
+/// Lane `4 v + c` takes lane `4 c + v`: the 4 x 4 transpose of [`sum4x4`].
+const T4X4: [u8; 16] = [0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15];
+
 /// Index tables of [`sum16`]: lane `i` of the result takes lane `t[i]` of `a ++ b`. Levels 1
 /// and 2 move 256- and 128-bit pieces; levels 3 and 4 stay within 128-bit chunks, the
 /// patterns of `unpcklpd`/`unpckhpd` and `shufps`, which compile to single instructions.

@@ -23,6 +23,11 @@ fn predict_one_agrees_with_predict() {
     agree::<33, 17, 5>(3);
     agree::<1, 1, 2>(4);
     agree::<17, 40, 16>(5);
+    // Rows of four inputs (the hidden layer's shuffle path), one and three groups of 16.
+    agree::<4, 16, 2>(6);
+    agree::<4, 48, 7>(7);
+    // The output layer on that path too (no ReLU).
+    agree::<9, 4, 16>(8);
 }
 
 #[test]
