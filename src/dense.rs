@@ -420,8 +420,9 @@ impl<const I: usize, const O: usize> Dense<I, O> {
     /// [`Dense::forward`].
     // PERF: each output's dot product runs over chunks of 16 inputs (the last one
     // zero-padded) into its own accumulator, and sixteen outputs' accumulators are reduced
-    // together by `lanes::sum16`. For 4-32-3 that is 32 + 6 multiplies and 3 shared
-    // reductions instead of 224 FMAs on lanes holding one real sample.
+    // together by `lanes::sum16` (up to four by `lanes::sum4`), instead of FMAs on lanes
+    // holding one real sample. Layers of four inputs (Iris's hidden layer) have a path of
+    // their own, below. Inlined so that `predict_one` keeps the hidden layer in registers.
     #[inline(always)]
     pub(crate) fn forward_one<const RELU: bool>(&self, x: &[f32; I], y: &mut [f32; O]) {
         if I == 4 && O.is_multiple_of(16) {
@@ -755,7 +756,10 @@ impl<const I: usize, const O: usize> Sink<'_, I, O> {
 ///
 /// Padded samples of a partial block must have `dz == 0` (the loss kernels guarantee it), so
 /// they add nothing.
-// PERF: two register tilings, both with 16 independent accumulator chains (enough to cover
+// PERF: when the tile's inputs come as rows too (the first layer of a model with 16 inputs
+// or more), the columns `0..I - I % 16` go to `param_grads_rows`, which needs no cross-lane
+// reductions at all. Otherwise (the output layer, whose inputs exist only in lanes, and the
+// `Dense` batch functions) two register tilings, both with 16 independent accumulator chains (enough to cover
 // the FMA latency on two FMA pipes twice over) that keep the sum over samples in registers
 // across all blocks of the tile:
 // - the body, columns in runs of 16 (`k16 = I - I % 16` of them): a 1 x 16 tile, one row `j`

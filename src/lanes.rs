@@ -196,55 +196,53 @@ pub(crate) fn reduce_max(x: Lane) -> f32 {
     m
 }
 
-/// Sum of the sixteen lanes in one fixed order on every target: halves folded pairwise
-/// (`a[i] + a[i + 8]`, then `+ a[i + 4]`, ...). LLVM turns the folds into extract-and-add.
+/// Sum of the sixteen lanes in one fixed order on every target: each 128-bit chunk as
+/// `(a[4c] + a[4c + 1]) + (a[4c + 2] + a[4c + 3])`, then the chunks as
+/// `(c0 + c1) + (c2 + c3)`.
 #[inline(always)]
 pub(crate) fn sum(x: Lane) -> f32 {
     let a = x.to_array();
-    let mut h = [0.0f32; 8];
-    for i in 0..8 {
-        h[i] = a[i] + a[i + 8];
-    }
-    let mut q = [0.0f32; 4];
-    for i in 0..4 {
-        q[i] = h[i] + h[i + 4];
-    }
-    (q[0] + q[2]) + (q[1] + q[3])
+    let c: [f32; 4] =
+        core::array::from_fn(|k| (a[4 * k] + a[4 * k + 1]) + (a[4 * k + 2] + a[4 * k + 3]));
+    (c[0] + c[1]) + (c[2] + c[3])
 }
 
 /// The sums of sixteen lanes at once: lane `m` of the result is [`sum`]`(x[m])`, bit for bit,
-/// because every lane goes through the same pairwise tree (`a[i] + a[i + 8]`, then `+ a[i + 4]`,
-/// then `+ a[i + 2]`, then `+ a[i + 1]`).
+/// because every lane goes through the same pairwise tree.
 // PERF: reducing one accumulator at a time costs about eight dependent shuffles and adds per
 // weight; here each tree level combines two registers with two two-source shuffles and one
 // add, 45 operations for sixteen weights (under three per weight), and the levels of
-// different pairs are independent, so they overlap.
+// different pairs are independent, so they overlap. The two levels within 128-bit chunks
+// come first (`shufps`), then two at 128-bit granularity (`shuff32x4`): in the opposite
+// order LLVM merged the levels into loads of pieces of spilled registers, which stall
+// store forwarding (`perf annotate` of the Iris step).
 #[inline(always)]
 pub(crate) fn sum16(x: &[Lane; 16]) -> Lane {
-    // Inputs in the order that makes the last level come out in accumulator order.
-    const ORDER: [usize; 16] = [0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15];
-    // Level 1: pair -> [h(a) | h(b)], h(a)[i] = a[i] + a[i + 8] (256-bit halves).
-    let mut l1 = [zero(); 8];
-    for (p, out) in l1.iter_mut().enumerate() {
-        let (a, b) = (x[ORDER[2 * p]], x[ORDER[2 * p + 1]]);
-        *out = shuffle2(a, b, LO8) + shuffle2(a, b, HI8);
+    // Written out (no loops or `from_fn`): LLVM only recognizes the shuffles in straight-
+    // line code; in a loop it gathered them element by element through the stack.
+    #[inline(always)]
+    fn level(a: Lane, b: Lane, lo: [u8; 16], hi: [u8; 16]) -> Lane {
+        shuffle2(a, b, lo) + shuffle2(a, b, hi)
     }
-    // Level 2: q[i] = h[i] + h[i + 4], one accumulator per 128-bit chunk.
-    let mut l2 = [zero(); 4];
-    for (p, out) in l2.iter_mut().enumerate() {
-        let (a, b) = (l1[2 * p], l1[2 * p + 1]);
-        *out = shuffle2(a, b, LO4) + shuffle2(a, b, HI4);
-    }
-    // Level 3: r[i] = q[i] + q[i + 2], two accumulators per chunk (an unpack of 64-bit
-    // pairs within each 128-bit chunk).
-    let mut l3 = [zero(); 2];
-    for (p, out) in l3.iter_mut().enumerate() {
-        let (a, b) = (l2[2 * p], l2[2 * p + 1]);
-        *out = shuffle2(a, b, LO2) + shuffle2(a, b, HI2);
-    }
-    // Level 4: r[0] + r[1], four accumulators per chunk (a `shufps` within each chunk),
-    // which by the input order is lane `m` for accumulator `m`.
-    shuffle2(l3[0], l3[1], LO1) + shuffle2(l3[0], l3[1], HI1)
+    // Level 1: chunk `c` of pair (a, b) -> [a01, a23, b01, b23] of that chunk.
+    let a0 = level(x[0], x[1], LO1, HI1);
+    let a1 = level(x[2], x[3], LO1, HI1);
+    let a2 = level(x[4], x[5], LO1, HI1);
+    let a3 = level(x[6], x[7], LO1, HI1);
+    let a4 = level(x[8], x[9], LO1, HI1);
+    let a5 = level(x[10], x[11], LO1, HI1);
+    let a6 = level(x[12], x[13], LO1, HI1);
+    let a7 = level(x[14], x[15], LO1, HI1);
+    // Level 2: chunk `c` holds the chunk sums of four accumulators, in order.
+    let b0 = level(a0, a1, LO1, HI1);
+    let b1 = level(a2, a3, LO1, HI1);
+    let b2 = level(a4, a5, LO1, HI1);
+    let b3 = level(a6, a7, LO1, HI1);
+    // Level 3: chunks 0 + 1 and 2 + 3 of two such vectors.
+    let c0 = level(b0, b1, LO4, HI4);
+    let c1 = level(b2, b3, LO4, HI4);
+    // Level 4: (c0 + c1) + (c2 + c3); chunk `q` holds accumulators `4q..4q + 4`.
+    level(c0, c1, LO4, HI4)
 }
 
 /// The sums of four lanes at once: element `m` is [`sum`]`(x[m])`, bit for bit (the same
@@ -253,13 +251,12 @@ pub(crate) fn sum16(x: &[Lane; 16]) -> Lane {
 // four separate [`sum`]s take about 15 operations each.
 #[inline(always)]
 pub(crate) fn sum4(x: &[Lane; 4]) -> [f32; 4] {
-    let h0 = shuffle2(x[0], x[1], LO8) + shuffle2(x[0], x[1], HI8);
-    let h1 = shuffle2(x[2], x[3], LO8) + shuffle2(x[2], x[3], HI8);
-    // Chunk `m` is accumulator `m`'s `h[i] + h[i + 4]`.
-    let q = shuffle2(h0, h1, LO4) + shuffle2(h0, h1, HI4);
-    let r = shuffle2(q, q, LO2) + shuffle2(q, q, HI2);
-    let s = (shuffle2(r, r, LO1) + shuffle2(r, r, HI1)).to_array();
-    [s[0], s[4], s[8], s[12]]
+    let a = shuffle2(x[0], x[1], LO1) + shuffle2(x[0], x[1], HI1);
+    let b = shuffle2(x[2], x[3], LO1) + shuffle2(x[2], x[3], HI1);
+    let c = shuffle2(a, b, LO1) + shuffle2(a, b, HI1);
+    let d = shuffle2(c, c, LO4) + shuffle2(c, c, HI4);
+    let s = (shuffle2(d, d, LO4) + shuffle2(d, d, HI4)).to_array();
+    [s[0], s[1], s[2], s[3]]
 }
 
 /// Four floats repeated four times (`v.len()` must be 4).
@@ -285,15 +282,11 @@ pub(crate) fn sum4x4(p: &[Lane; 4]) -> Lane {
 /// Lane `4 v + c` takes lane `4 c + v`: the 4 x 4 transpose of [`sum4x4`].
 const T4X4: [u8; 16] = [0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15];
 
-/// Index tables of [`sum16`]: lane `i` of the result takes lane `t[i]` of `a ++ b`. Levels 1
-/// and 2 move 256- and 128-bit pieces; levels 3 and 4 stay within 128-bit chunks, the
-/// patterns of `unpcklpd`/`unpckhpd` and `shufps`, which compile to single instructions.
-const LO8: [u8; 16] = [0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23];
-const HI8: [u8; 16] = [8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31];
+/// Index tables of [`sum16`]: lane `i` of the result takes lane `t[i]` of `a ++ b`. `LO1`
+/// and `HI1` pick the even and odd lanes of each 128-bit chunk of `a` and `b` (`shufps`),
+/// `LO4` and `HI4` the even and odd 128-bit chunks of `a` and `b` (`shuff32x4`).
 const LO4: [u8; 16] = [0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27];
 const HI4: [u8; 16] = [4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31];
-const LO2: [u8; 16] = [0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29];
-const HI2: [u8; 16] = [2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31];
 const LO1: [u8; 16] = [0, 2, 16, 18, 4, 6, 20, 22, 8, 10, 24, 26, 12, 14, 28, 30];
 const HI1: [u8; 16] = [1, 3, 17, 19, 5, 7, 21, 23, 9, 11, 25, 27, 13, 15, 29, 31];
 
