@@ -920,13 +920,18 @@ fn grad_rows<const I: usize, const O: usize, const JN: usize, const KN: usize>(
     sink: &mut Sink<'_, I, O>,
 ) {
     let mut acc = [[lanes::zero(); KN]; JN];
+    // Slices of known length, taken outside the sample loop, so that no index inside it
+    // needs a bounds check (with checks in it LLVM shuffled the accumulators between
+    // registers every sample, when this function was not inlined).
     for (xb, db) in rows.chunks(LANES).zip(dz) {
-        for (l, row) in xb.iter().enumerate() {
-            let xs: [Lane; KN] = core::array::from_fn(|v| lanes::load16(&row[k + 16 * v..][..16]));
-            for (jj, accj) in acc.iter_mut().enumerate() {
-                let d = lanes::splat(lanes::lane(&db[j + jj], l));
+        let d = &db[j..j + JN];
+        for (row, l) in xb.iter().zip(0..LANES) {
+            let xr = &row[k..k + 16 * KN];
+            let xs: [Lane; KN] = core::array::from_fn(|v| lanes::load16(&xr[16 * v..16 * v + 16]));
+            for (accj, dj) in acc.iter_mut().zip(d) {
+                let dv = lanes::splat(lanes::lane(dj, l));
                 for (a, &xv) in accj.iter_mut().zip(&xs) {
-                    *a = lanes::fma(d, xv, *a);
+                    *a = lanes::fma(dv, xv, *a);
                 }
             }
         }

@@ -26,9 +26,11 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let mut u = Unstructured::new(data);
-    let _ = match u.arbitrary::<u8>().unwrap_or(0) % 3 {
+    let _ = match u.arbitrary::<u8>().unwrap_or(0) % 4 {
         0 => check::<4, 8, 3>(&mut u),
         1 => check::<3, 5, 2>(&mut u),
+        // 16+ inputs: the weight gradients of the input rows' kernel.
+        2 => check::<18, 6, 3>(&mut u),
         _ => check::<5, 17, 4>(&mut u),
     };
 });
