@@ -52,9 +52,12 @@
 //! Wider layers use register tiles over blocks: the forward and input-gradient kernels
 //! compute 4 outputs of 4 blocks at once (each broadcast weight feeds 4 FMAs), the weight
 //! gradient keeps 16 accumulators per register tile across a whole tile of 128 samples and
-//! reduces them across lanes together, once per tile. [`Mlp::predict_one`] has its own
-//! latency path that vectorizes over inputs instead of samples (plain scalar dot products
-//! for layers of fewer than 8 inputs, where a lane per output would be mostly padding).
+//! reduces them across lanes together, once per tile. The first layer of a model with 16
+//! inputs or more computes its weight gradients from the input *rows* instead (lanes over
+//! 16 inputs, a broadcast output gradient per sample), which needs no cross-lane reduction
+//! at all. [`Mlp::predict_one`] has its own latency path that vectorizes over inputs instead
+//! of samples (for a layer of four inputs, over four rows of weights at once; plain scalar
+//! dot products for other layers of fewer than 8 inputs).
 //!
 //! ## Numerics
 //! - `f32` throughout; sums over a batch are accumulated per lane and reduced in one fixed

@@ -297,6 +297,15 @@ impl<'a, const I: usize, const H: usize, const O: usize> Round<'a, I, H, O> {
             .enumerate()
             .for_each(|(c, (w, t))| {
                 let at = c * CHUNK..c * CHUNK + t.len();
+                if let (Some((lr, l)), 1, true) = (apply, sums, self.first) {
+                    // Two tiles in all (a batch of up to 256 samples): `g = g0`, then the
+                    // update with `g1`, without staging `g` in `total`.
+                    let (g0, g1) = (&part(parts[0])[at.clone()], &part(parts[l])[at]);
+                    for (w, (&a, &b)) in w.iter_mut().zip(g0.iter().zip(g1)) {
+                        *w -= lr * (a + b);
+                    }
+                    return;
+                }
                 for (i, p) in parts[..sums].iter().enumerate() {
                     let p = &part(p)[at.clone()];
                     if i == 0 && self.first {
