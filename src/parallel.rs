@@ -8,8 +8,10 @@
 //! ...), the last one inside the fused update `W -= lr * (g + g_last)`; the loss is summed per
 //! tile and the tile sums are added in tile order. The parallel step computes the same tile
 //! sums, each on whichever thread rayon picks, into one slot of the workspace per tile, then
-//! adds them on the calling thread in the same tile order with the same operations. The
-//! result is therefore bit for bit the serial result, for any number of threads.
+//! adds them in the same tile order with the same operations: the parameters are split
+//! among the threads in chunks, and each element goes through the whole ordered sequence on
+//! one thread. The result is therefore bit for bit the serial result, for any number of
+//! threads.
 //!
 //! Tiles are processed in rounds of `C` (the workspace's slot count). In the last round the
 //! last tile's gradient is applied as it is added: each weight's gradient is completed and
