@@ -227,7 +227,7 @@ fn par_bench<const I: usize, const H: usize, const O: usize, const C: usize>(
     let mut model: Box<Mlp<I, H, O>> = Box::new(Mlp::ZERO);
     model.init_glorot(7);
     let mut ws: Box<Workspace<I, H, O>> = Box::new(Workspace::ZERO);
-    let mut pws: Box<ParWorkspace<I, H, O, C>> = Box::new(ParWorkspace::ZERO);
+    let mut pws = ParWorkspace::<I, H, O, C>::new_boxed();
     let id = format!("{name}x{n}");
     g.throughput(Throughput::Elements(common::mlp_step_flop(I, H, O, n)));
     g.bench_function(BenchmarkId::new("serial", &id), |b| {

@@ -84,8 +84,7 @@ fn workload<const I: usize, const H: usize, const O: usize, const C: usize>(
     );
     #[cfg(feature = "rayon")]
     let t2 = {
-        let mut pws: Box<fusedprop::ParWorkspace<I, H, O, C>> =
-            Box::new(fusedprop::ParWorkspace::ZERO);
+        let mut pws = fusedprop::ParWorkspace::<I, H, O, C>::new_boxed();
         let m = &mut model;
         two_threads(|| {
             black_box(m.train_step_par(black_box(&x), &y, &sgd, &mut pws).ok());

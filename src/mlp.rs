@@ -1127,7 +1127,7 @@ fn finite_loss(l: Lane, n: usize, first: usize) -> Result<(), Error> {
 /// its way into a box, which overflows the caller's stack for large models. With `unsafe`
 /// (`Box::new_zeroed`) the copy could be avoided altogether; this crate forbids `unsafe`.
 #[cfg(feature = "std")]
-fn boxed_off_stack<T: Send + 'static>(make: fn() -> T) -> std::boxed::Box<T> {
+pub(crate) fn boxed_off_stack<T: Send + 'static>(make: fn() -> T) -> std::boxed::Box<T> {
     use std::boxed::Box;
     let stack = core::mem::size_of::<T>()
         .saturating_mul(4)

@@ -31,8 +31,8 @@ use crate::TILE_SAMPLES;
 use crate::error::Error;
 use crate::lanes::{self, Lane};
 use crate::mlp::{
-    Forward, Gradients, Mlp, Source, TileBufs, Workspace, accumulate, check_batch, check_update,
-    finite_total, tile_inputs, tile_pass,
+    Forward, Gradients, Mlp, Source, TileBufs, Workspace, accumulate, boxed_off_stack, check_batch,
+    check_update, finite_total, tile_inputs, tile_pass,
 };
 use crate::optim::Sgd;
 
@@ -69,7 +69,8 @@ impl TileStats {
 ///
 /// `C` bounds how many tiles run at once; results do not depend on it (nor on the number of
 /// threads). A few slots per core is plenty. Its size is about `C + 1` times a
-/// [`Workspace`]: build large ones in place, `Box::new(ParWorkspace::ZERO)`.
+/// [`Workspace`]: build large ones on the heap with [`ParWorkspace::new_boxed`] (a plain
+/// `Box::new(ParWorkspace::ZERO)` goes through the stack in debug builds).
 ///
 /// # Examples
 /// ```
@@ -104,6 +105,20 @@ impl<const I: usize, const H: usize, const O: usize, const C: usize> ParWorkspac
     #[must_use]
     pub fn new() -> Self {
         Self::ZERO
+    }
+
+    /// A zeroed workspace on the heap, built without a stack copy of it in the caller's
+    /// thread (debug builds move `Box::new(ParWorkspace::ZERO)` through the stack, which
+    /// overflows a 2 MiB thread stack from a few slots of a 784-256-10 model), with the
+    /// default threshold. Allocates, as [`Workspace::new_boxed`].
+    ///
+    /// ```
+    /// let pws = fusedprop::ParWorkspace::<784, 256, 10, 4>::new_boxed();
+    /// assert_eq!(pws.min_flop(), fusedprop::parallel::PAR_MIN_FLOP);
+    /// ```
+    #[must_use]
+    pub fn new_boxed() -> std::boxed::Box<Self> {
+        boxed_off_stack(|| Self::ZERO)
     }
 
     /// Sets the least arithmetic per round of `C` tiles (FLOP) for which steps go parallel;

@@ -44,7 +44,9 @@ fn parallel<const I: usize, const H: usize, const O: usize, const C: usize>(
         .unwrap();
     pool.install(|| {
         let mut m = model.clone();
-        let mut pws = Box::new(ParWorkspace::<I, H, O, C>::ZERO);
+        // Not `Box::new(ParWorkspace::ZERO)`: in debug builds that goes through the stack
+        // (over 1 MiB for the wide-input model) and overflows a rayon worker's 2 MiB.
+        let mut pws = ParWorkspace::<I, H, O, C>::new_boxed();
         pws.set_min_flop(0);
         let sgd = Sgd::new(0.05).unwrap();
         let losses = (0..steps)
