@@ -14,56 +14,43 @@ fn data<const I: usize>(n: usize, classes: u32, seed: u64) -> (Vec<[f32; I]>, Ve
     (x, y)
 }
 
-#[test]
-fn packed_equals_rows_one_tile() -> Result<(), Error> {
-    let (x, y) = data::<4>(120, 3, 1);
-    let batch = PackedBatch::<4, 8>::from_rows(&x, &y)?;
-    let mut a = Mlp::<4, 32, 3>::new(7);
+/// `steps` packed steps and `steps` row steps from the same model: the same losses and
+/// weights, bit for bit.
+fn packed_equals_rows<const I: usize, const H: usize, const O: usize, const B: usize>(
+    n: usize,
+    seed: u64,
+    lr: f32,
+    steps: usize,
+) -> Result<(), Error> {
+    let (x, y) = data::<I>(n, O as u32, seed);
+    let batch = PackedBatch::<I, B>::from_rows(&x, &y)?;
+    let mut a = Mlp::<I, H, O>::new(seed + 4);
     let mut b = a.clone();
-    let mut ws = Workspace::new();
-    let sgd = Sgd::new(0.05)?;
-    for _ in 0..50 {
+    let mut ws = Workspace::new_boxed();
+    let sgd = Sgd::new(lr)?;
+    for _ in 0..steps {
         let la = a.train_step_packed(&batch, &sgd, &mut ws)?;
         let lb = b.train_step(&x, &y, &sgd, &mut ws)?;
         assert_eq!(la.to_bits(), lb.to_bits());
     }
     assert_eq!(a, b);
     Ok(())
+}
+
+#[test]
+fn packed_equals_rows_one_tile() -> Result<(), Error> {
+    packed_equals_rows::<4, 32, 3, 8>(120, 1, 0.05, 50)
+}
+
+#[test]
+fn packed_equals_rows_many_tiles() -> Result<(), Error> {
+    packed_equals_rows::<9, 17, 5, 21>(333, 2, 0.1, 10)
 }
 
 /// 16 inputs or more: the weight gradients come from rows (the packed tile transposed back).
 #[test]
 fn packed_equals_rows_wide_inputs() -> Result<(), Error> {
-    let (x, y) = data::<37>(300, 4, 3);
-    let batch = PackedBatch::<37, 19>::from_rows(&x, &y)?;
-    let mut a = Mlp::<37, 21, 4>::new(5);
-    let mut b = a.clone();
-    let mut ws = Box::new(Workspace::new());
-    let sgd = Sgd::new(0.1)?;
-    for _ in 0..5 {
-        let la = a.train_step_packed(&batch, &sgd, &mut ws)?;
-        let lb = b.train_step(&x, &y, &sgd, &mut ws)?;
-        assert_eq!(la.to_bits(), lb.to_bits());
-    }
-    assert_eq!(a, b);
-    Ok(())
-}
-
-#[test]
-fn packed_equals_rows_many_tiles() -> Result<(), Error> {
-    let (x, y) = data::<9>(333, 5, 2);
-    let batch = PackedBatch::<9, 21>::from_rows(&x, &y)?;
-    let mut a = Mlp::<9, 17, 5>::new(3);
-    let mut b = a.clone();
-    let mut ws = Workspace::new();
-    let sgd = Sgd::new(0.1)?;
-    for _ in 0..10 {
-        let la = a.train_step_packed(&batch, &sgd, &mut ws)?;
-        let lb = b.train_step(&x, &y, &sgd, &mut ws)?;
-        assert_eq!(la.to_bits(), lb.to_bits());
-    }
-    assert_eq!(a, b);
-    Ok(())
+    packed_equals_rows::<37, 21, 4, 19>(300, 3, 0.1, 5)
 }
 
 #[test]

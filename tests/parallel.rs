@@ -56,19 +56,35 @@ fn parallel<const I: usize, const H: usize, const O: usize, const C: usize>(
     })
 }
 
+/// `steps` parallel steps with `C1` and with `C2` slots on 1, 2, 3 and 8 threads: the
+/// serial losses and weights, bit for bit.
+fn matches_serial<
+    const I: usize,
+    const H: usize,
+    const O: usize,
+    const C1: usize,
+    const C2: usize,
+>(
+    model: &Mlp<I, H, O>,
+    x: &[[f32; I]],
+    y: &[u32],
+    steps: usize,
+) {
+    let (want, want_loss) = serial(model, x, y, steps);
+    for threads in [1, 2, 3, 8] {
+        let (got, got_loss) = parallel::<I, H, O, C1>(model, x, y, steps, threads);
+        assert_eq!(got_loss, want_loss, "{threads} threads, {C1} slots");
+        assert_eq!(got, want, "{threads} threads, {C1} slots");
+        let (got, got_loss) = parallel::<I, H, O, C2>(model, x, y, steps, threads);
+        assert_eq!(got_loss, want_loss, "{threads} threads, {C2} slots");
+        assert_eq!(got, want, "{threads} threads, {C2} slots");
+    }
+}
+
 #[test]
 fn parallel_is_bitwise_serial_for_1_2_3_8_threads() {
     let (x, y) = data::<9>(1000, 5, 11); // 8 tiles, last one partial (104 samples)
-    let model = Mlp::<9, 33, 5>::new(5);
-    let (want, want_loss) = serial(&model, &x, &y, 5);
-    for threads in [1, 2, 3, 8] {
-        let (got, got_loss) = parallel::<9, 33, 5, 3>(&model, &x, &y, 5, threads);
-        assert_eq!(got_loss, want_loss, "{threads} threads");
-        assert_eq!(got, want, "{threads} threads");
-        let (got, got_loss) = parallel::<9, 33, 5, 8>(&model, &x, &y, 5, threads);
-        assert_eq!(got_loss, want_loss, "{threads} threads, 8 slots");
-        assert_eq!(got, want, "{threads} threads, 8 slots");
-    }
+    matches_serial::<9, 33, 5, 3, 8>(&Mlp::new(5), &x, &y, 5);
 }
 
 /// 16 inputs or more (the weight gradients from the input rows) and parameter arrays of
@@ -76,16 +92,7 @@ fn parallel_is_bitwise_serial_for_1_2_3_8_threads() {
 #[test]
 fn parallel_is_bitwise_serial_for_wide_inputs() {
     let (x, y) = data::<40>(700, 7, 15); // 6 tiles, the last one 60 samples
-    let model = Mlp::<40, 130, 7>::new(8);
-    let (want, want_loss) = serial(&model, &x, &y, 3);
-    for threads in [1, 2, 3, 8] {
-        let (got, got_loss) = parallel::<40, 130, 7, 4>(&model, &x, &y, 3, threads);
-        assert_eq!(got_loss, want_loss, "{threads} threads");
-        assert_eq!(got, want, "{threads} threads");
-        let (got, got_loss) = parallel::<40, 130, 7, 6>(&model, &x, &y, 3, threads);
-        assert_eq!(got_loss, want_loss, "{threads} threads, 6 slots");
-        assert_eq!(got, want, "{threads} threads, 6 slots");
-    }
+    matches_serial::<40, 130, 7, 4, 6>(&Mlp::new(8), &x, &y, 3);
 }
 
 #[test]
