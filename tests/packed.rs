@@ -26,7 +26,7 @@ fn packed_equals_rows<const I: usize, const H: usize, const O: usize, const B: u
     let batch = PackedBatch::<I, B>::from_rows(&x, &y)?;
     let mut a = Mlp::<I, H, O>::new(seed + 4);
     let mut b = a.clone();
-    let mut ws = Workspace::new_boxed();
+    let mut ws = Box::new(Workspace::new());
     let sgd = Sgd::new(lr)?;
     for _ in 0..steps {
         let la = a.train_step_packed(&batch, &sgd, &mut ws)?;
