@@ -32,6 +32,8 @@
 
 use crate::error::{Error, same_len};
 use crate::lanes::{self, LANES, Lane};
+use crate::math;
+use crate::reference;
 
 /// `y = max(x, 0)` for each element of each row (NaN stays NaN).
 ///
@@ -245,4 +247,346 @@ pub(crate) fn exp_shifted_by<const N: usize>(z: &mut [Lane; N], m: Lane) -> Lane
         s += *v;
     }
     s
+}
+
+/// The activation of a [`Dense`](crate::Dense) layer, fused into its forward and backward
+/// passes: [`Linear`], [`Relu`], [`LeakyRelu`], [`Tanh`], [`Sigmoid`], [`Silu`], [`Gelu`].
+///
+/// The forward pass of a training step keeps, for each activation, what its derivative needs
+/// (the output, or the derivative itself) in the layer's tile buffers, so the backward pass
+/// is one multiply (or one select) per element.
+///
+/// | activation | `y = f(z)` | `dL/dz` from | accuracy of `f` against `f64` |
+/// |---|---|---|---|
+/// | [`Linear`] | `z` | `dL/dy` | exact |
+/// | [`Relu`] | `max(z, 0)`, NaN kept | `dL/dy` where `y > 0` | exact |
+/// | [`LeakyRelu`] | `z` if `z > 0`, else `slope z` | `dL/dy` or `slope dL/dy` | one rounding |
+/// | [`Tanh`] | `tanh z` | `dL/dy (1 - y²)` | see `math` below |
+/// | [`Sigmoid`] | `1 / (1 + e^-z)` | `dL/dy y (1 - y)` | see below |
+/// | [`Silu`] | `z sigmoid(z)` | `dL/dy s (1 + z (1 - s))`, `s = sigmoid(z)` | see below |
+/// | [`Gelu`] | `z Φ(z)` (exact, with `erf`) | `dL/dy (Φ(z) + z φ(z))` | see below |
+///
+/// The accuracy of the transcendental activations is stated and tested in the crate's
+/// `math` module docs (ARCHITECTURE.md, "Activations").
+pub trait Activation:
+    sealed::ActKernel + Copy + PartialEq + core::fmt::Debug + Send + Sync
+{
+    /// Keras's name of the activation (`"relu"`, `"tanh"` ...), for summaries.
+    fn name(&self) -> &'static str;
+    /// The activation in `f64`, written for clarity: the oracle of the tests.
+    fn eval_f64(&self, z: f64) -> f64;
+    /// Its derivative in `f64` (at ReLU's kink, 0: TensorFlow's convention).
+    fn grad_f64(&self, z: f64) -> f64;
+}
+
+/// An activation with no parameter to choose, so that a layer of it has a `const` zero value
+/// ([`Dense::ZERO`](crate::Dense)): every activation but [`LeakyRelu`].
+pub trait ConstActivation: Activation {
+    /// The activation's one value.
+    const DEFAULT: Self;
+}
+
+pub(crate) mod sealed {
+    use crate::lanes::Lane;
+
+    /// The lane kernels of an activation (crate-internal).
+    pub trait ActKernel {
+        /// Whether the backward pass needs anything kept from the forward pass (not for
+        /// [`Linear`](super::Linear)).
+        const KEEPS: bool;
+        /// `f(z)`, lane-wise, for inference.
+        fn forward(&self, z: Lane) -> Lane;
+        /// `(f(z), kept)`: the output and what [`ActKernel::backward`] needs.
+        fn forward_train(&self, z: Lane) -> (Lane, Lane);
+        /// `dL/dz` from what the forward pass kept and `dL/dy`.
+        fn backward(&self, kept: Lane, dy: Lane) -> Lane;
+    }
+}
+
+/// No activation: `y = z` (the last layer of a network, whose head applies its own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Linear;
+
+/// `y = max(z, 0)`; NaN stays NaN; derivative 0 at `z = 0`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Relu;
+
+/// `y = z` for `z > 0`, `slope * z` otherwise. The slope is the caller's: Keras's `LeakyReLU`
+/// defaults to 0.3 (its `leaky_relu` function to 0.2), PyTorch's to 0.01.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LeakyRelu {
+    slope: f32,
+}
+
+impl LeakyRelu {
+    /// Leaky ReLU with `slope` for negative inputs (Keras's `negative_slope`).
+    ///
+    /// # Errors
+    /// [`Error::InvalidHyperparameter`] unless `0 <= slope <= 1`.
+    pub fn new(slope: f32) -> Result<Self, Error> {
+        if (0.0..=1.0).contains(&slope) {
+            Ok(Self { slope })
+        } else {
+            Err(Error::InvalidHyperparameter {
+                name: "negative_slope",
+                value: slope,
+            })
+        }
+    }
+
+    /// [`LeakyRelu::new`] in a `const` context (for a model in a `static`).
+    ///
+    /// # Panics
+    /// Unless `0 <= slope <= 1`: at compile time when evaluated in a `const`.
+    #[must_use]
+    pub const fn new_const(slope: f32) -> Self {
+        assert!(
+            slope >= 0.0 && slope <= 1.0,
+            "LeakyRelu: the slope must be in [0, 1]"
+        );
+        Self { slope }
+    }
+
+    /// The slope for negative inputs.
+    #[must_use]
+    pub fn slope(&self) -> f32 {
+        self.slope
+    }
+}
+
+/// `y = tanh z`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Tanh;
+
+/// The logistic sigmoid, `y = 1 / (1 + e^-z)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Sigmoid;
+
+/// SiLU (swish), `y = z sigmoid(z)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Silu;
+
+/// GELU in its exact form, `y = z Φ(z) = z (1 + erf(z / √2)) / 2` (Keras's
+/// `approximate=False` and PyTorch's default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Gelu;
+
+macro_rules! const_activation {
+    ($($t:ident),*) => {$(
+        impl ConstActivation for $t {
+            const DEFAULT: Self = $t;
+        }
+    )*};
+}
+const_activation!(Linear, Relu, Tanh, Sigmoid, Silu, Gelu);
+
+impl sealed::ActKernel for Linear {
+    const KEEPS: bool = false;
+    #[inline(always)]
+    fn forward(&self, z: Lane) -> Lane {
+        z
+    }
+    #[inline(always)]
+    fn forward_train(&self, z: Lane) -> (Lane, Lane) {
+        (z, z)
+    }
+    #[inline(always)]
+    fn backward(&self, _kept: Lane, dy: Lane) -> Lane {
+        dy
+    }
+}
+
+impl Activation for Linear {
+    fn name(&self) -> &'static str {
+        "linear"
+    }
+    fn eval_f64(&self, z: f64) -> f64 {
+        z
+    }
+    fn grad_f64(&self, _z: f64) -> f64 {
+        1.0
+    }
+}
+
+impl sealed::ActKernel for Relu {
+    const KEEPS: bool = true;
+    #[inline(always)]
+    fn forward(&self, z: Lane) -> Lane {
+        lanes::relu(z)
+    }
+    #[inline(always)]
+    fn forward_train(&self, z: Lane) -> (Lane, Lane) {
+        let y = lanes::relu(z);
+        (y, y)
+    }
+    #[inline(always)]
+    fn backward(&self, y: Lane, dy: Lane) -> Lane {
+        lanes::relu_mask(y, dy)
+    }
+}
+
+impl Activation for Relu {
+    fn name(&self) -> &'static str {
+        "relu"
+    }
+    fn eval_f64(&self, z: f64) -> f64 {
+        if z > 0.0 { z } else { 0.0 }
+    }
+    fn grad_f64(&self, z: f64) -> f64 {
+        if z > 0.0 { 1.0 } else { 0.0 }
+    }
+}
+
+impl sealed::ActKernel for LeakyRelu {
+    const KEEPS: bool = true;
+    #[inline(always)]
+    fn forward(&self, z: Lane) -> Lane {
+        lanes::select(lanes::gt(z, lanes::zero()), z, z * lanes::splat(self.slope))
+    }
+    #[inline(always)]
+    fn forward_train(&self, z: Lane) -> (Lane, Lane) {
+        let pos = lanes::gt(z, lanes::zero());
+        let y = lanes::select(pos, z, z * lanes::splat(self.slope));
+        (
+            y,
+            lanes::select(pos, lanes::splat(1.0), lanes::splat(self.slope)),
+        )
+    }
+    #[inline(always)]
+    fn backward(&self, slope: Lane, dy: Lane) -> Lane {
+        dy * slope
+    }
+}
+
+impl Activation for LeakyRelu {
+    fn name(&self) -> &'static str {
+        "leaky_relu"
+    }
+    fn eval_f64(&self, z: f64) -> f64 {
+        if z > 0.0 {
+            z
+        } else {
+            f64::from(self.slope) * z
+        }
+    }
+    fn grad_f64(&self, z: f64) -> f64 {
+        if z > 0.0 { 1.0 } else { f64::from(self.slope) }
+    }
+}
+
+impl sealed::ActKernel for Tanh {
+    const KEEPS: bool = true;
+    #[inline(always)]
+    fn forward(&self, z: Lane) -> Lane {
+        math::tanh(z)
+    }
+    #[inline(always)]
+    fn forward_train(&self, z: Lane) -> (Lane, Lane) {
+        let y = math::tanh(z);
+        (y, lanes::splat(1.0) - y * y)
+    }
+    #[inline(always)]
+    fn backward(&self, d: Lane, dy: Lane) -> Lane {
+        dy * d
+    }
+}
+
+impl Activation for Tanh {
+    fn name(&self) -> &'static str {
+        "tanh"
+    }
+    fn eval_f64(&self, z: f64) -> f64 {
+        reference::tanh(z)
+    }
+    fn grad_f64(&self, z: f64) -> f64 {
+        let t = reference::tanh(z);
+        1.0 - t * t
+    }
+}
+
+impl sealed::ActKernel for Sigmoid {
+    const KEEPS: bool = true;
+    #[inline(always)]
+    fn forward(&self, z: Lane) -> Lane {
+        math::sigmoid(z)
+    }
+    #[inline(always)]
+    fn forward_train(&self, z: Lane) -> (Lane, Lane) {
+        let y = math::sigmoid(z);
+        (y, y * (lanes::splat(1.0) - y))
+    }
+    #[inline(always)]
+    fn backward(&self, d: Lane, dy: Lane) -> Lane {
+        dy * d
+    }
+}
+
+impl Activation for Sigmoid {
+    fn name(&self) -> &'static str {
+        "sigmoid"
+    }
+    fn eval_f64(&self, z: f64) -> f64 {
+        reference::sigmoid(z)
+    }
+    fn grad_f64(&self, z: f64) -> f64 {
+        let s = reference::sigmoid(z);
+        s * (1.0 - s)
+    }
+}
+
+impl sealed::ActKernel for Silu {
+    const KEEPS: bool = true;
+    #[inline(always)]
+    fn forward(&self, z: Lane) -> Lane {
+        math::silu(z)
+    }
+    #[inline(always)]
+    fn forward_train(&self, z: Lane) -> (Lane, Lane) {
+        (math::silu(z), math::silu_grad(z))
+    }
+    #[inline(always)]
+    fn backward(&self, d: Lane, dy: Lane) -> Lane {
+        dy * d
+    }
+}
+
+impl Activation for Silu {
+    fn name(&self) -> &'static str {
+        "silu"
+    }
+    fn eval_f64(&self, z: f64) -> f64 {
+        z * reference::sigmoid(z)
+    }
+    fn grad_f64(&self, z: f64) -> f64 {
+        let s = reference::sigmoid(z);
+        s * (1.0 + z * (1.0 - s))
+    }
+}
+
+impl sealed::ActKernel for Gelu {
+    const KEEPS: bool = true;
+    #[inline(always)]
+    fn forward(&self, z: Lane) -> Lane {
+        math::gelu(z)
+    }
+    #[inline(always)]
+    fn forward_train(&self, z: Lane) -> (Lane, Lane) {
+        (math::gelu(z), math::gelu_grad(z))
+    }
+    #[inline(always)]
+    fn backward(&self, d: Lane, dy: Lane) -> Lane {
+        dy * d
+    }
+}
+
+impl Activation for Gelu {
+    fn name(&self) -> &'static str {
+        "gelu"
+    }
+    fn eval_f64(&self, z: f64) -> f64 {
+        z * reference::normal_cdf(z)
+    }
+    fn grad_f64(&self, z: f64) -> f64 {
+        reference::normal_cdf(z) + z * reference::normal_pdf(z)
+    }
 }

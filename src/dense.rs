@@ -24,9 +24,10 @@
 //! reduced value goes straight into the weight it belongs to, never into a gradient buffer
 //! that a second sweep would read.
 
+use crate::activation::{Activation, ConstActivation, Linear};
 use crate::error::{Error, check_rows, same_len};
 use crate::lanes::{self, LANES, Lane};
-use crate::optim::Sgd;
+use crate::optim::{ConstZero, Rule, Sgd};
 use crate::rng::{SplitMix64, glorot_limit};
 
 /// A dense layer from `I` inputs to `O` outputs: weights `[[f32; I]; O]` and biases `[f32; O]`.
@@ -39,10 +40,15 @@ use crate::rng::{SplitMix64, glorot_limit};
 /// layer.forward(&[3.0, 1.0], &mut y);
 /// assert_eq!(y, [1.5]); // 1*3 - 2*1 + 0.5
 /// ```
+///
+/// The activation `A` is applied to `W x + b` and fused into the layer's forward and backward
+/// passes when the layer is part of a [`Network`](crate::Network) ([`Linear`] by default: the
+/// batch functions of this type, such as [`Dense::forward`], are for linear layers).
 #[derive(Clone, PartialEq)]
-pub struct Dense<const I: usize, const O: usize> {
+pub struct Dense<const I: usize, const O: usize, A = Linear> {
     w: [[f32; I]; O],
     b: [f32; O],
+    act: A,
 }
 
 /// The gradients of a [`Dense`] layer's parameters, in the layer's layout.
@@ -62,6 +68,10 @@ impl<const I: usize, const O: usize> DenseGrads<I, O> {
     };
 }
 
+impl<const I: usize, const O: usize> ConstZero for DenseGrads<I, O> {
+    const ZERO: Self = Self::ZERO;
+}
+
 impl<const I: usize, const O: usize> Default for DenseGrads<I, O> {
     fn default() -> Self {
         Self::ZERO
@@ -77,33 +87,30 @@ pub enum Accumulate {
     Add,
 }
 
-impl<const I: usize, const O: usize> core::fmt::Debug for Dense<I, O> {
+impl<const I: usize, const O: usize, A: Activation> core::fmt::Debug for Dense<I, O, A> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Dense")
             .field("inputs", &I)
             .field("outputs", &O)
+            .field("activation", &self.act)
             .field("w", &self.w)
             .field("b", &self.b)
             .finish()
     }
 }
 
-impl<const I: usize, const O: usize> Default for Dense<I, O> {
+impl<const I: usize, const O: usize, A: ConstActivation> Default for Dense<I, O, A> {
     fn default() -> Self {
         Self::ZERO
     }
 }
 
-impl<const I: usize, const O: usize> Dense<I, O> {
+impl<const I: usize, const O: usize, A: ConstActivation> Dense<I, O, A> {
     /// A layer with all weights and biases zero. A `const`, so a layer (or a model built from
     /// layers) can live in a `static` or be written in place by [`Dense::init_glorot`].
-    pub const ZERO: Self = Self {
-        w: [[0.0; I]; O],
-        b: [0.0; O],
-    };
-
-    /// Number of trainable parameters, `I * O + O`.
-    pub const PARAMS: usize = I * O + O;
+    /// (For [`LeakyRelu`](crate::LeakyRelu), whose slope has no default, use
+    /// [`Dense::zero_with`].)
+    pub const ZERO: Self = Self::zero_with(A::DEFAULT);
 
     /// Glorot-uniform weights (Keras's default for `Dense`): uniform in
     /// `±sqrt(6 / (I + O))`, biases zero, drawn from `rng` row by row. The same seed gives
@@ -113,6 +120,43 @@ impl<const I: usize, const O: usize> Dense<I, O> {
         let mut layer = Self::ZERO;
         layer.init_glorot(rng);
         layer
+    }
+}
+
+impl<const I: usize, const O: usize, A: Activation> Dense<I, O, A> {
+    /// Number of trainable parameters, `I * O + O`.
+    pub const PARAMS: usize = I * O + O;
+
+    /// A layer with all weights and biases zero and activation `act`, in a `const` context.
+    ///
+    /// ```
+    /// use fusedprop::{Dense, LeakyRelu};
+    /// const LAYER: Dense<4, 8, LeakyRelu> = Dense::zero_with(LeakyRelu::new_const(0.2));
+    /// assert_eq!(LAYER.activation().slope(), 0.2);
+    /// ```
+    #[must_use]
+    pub const fn zero_with(act: A) -> Self {
+        Self {
+            w: [[0.0; I]; O],
+            b: [0.0; O],
+            act,
+        }
+    }
+
+    /// A layer with the given weights (this crate's layout, `[out][in]`), biases and
+    /// activation, in a `const` context: for a trained model baked into a `static`. The
+    /// values are not checked here; [`Network::check_weights`](crate::Network) checks a whole
+    /// network.
+    #[must_use]
+    pub const fn from_parts(w: [[f32; I]; O], b: [f32; O], act: A) -> Self {
+        Self { w, b, act }
+    }
+
+    /// The activation.
+    #[must_use]
+    #[inline]
+    pub fn activation(&self) -> &A {
+        &self.act
     }
 
     /// [`Dense::glorot`] in place, for layers too large to move by value.
@@ -125,14 +169,16 @@ impl<const I: usize, const O: usize> Dense<I, O> {
         }
         self.b = [0.0; O];
     }
+}
 
+impl<const I: usize, const O: usize> Dense<I, O> {
     /// A layer from weights in this crate's layout (`[[f32; I]; O]`, PyTorch's `[out][in]`).
     ///
     /// # Errors
     /// [`Error::NonFinite`] (`what: "weight"`, index in `w` then `b` order, row-major) if a
     /// weight or bias is NaN or infinite.
     pub fn from_weights(w: [[f32; I]; O], b: [f32; O]) -> Result<Self, Error> {
-        let layer = Self { w, b };
+        let layer = Self { w, b, act: Linear };
         layer.check_finite(0)?;
         Ok(layer)
     }
@@ -146,6 +192,7 @@ impl<const I: usize, const O: usize> Dense<I, O> {
         let mut layer = Self {
             w: [[0.0; I]; O],
             b,
+            act: Linear,
         };
         for (k, row) in kernel.iter().enumerate() {
             for (j, &v) in row.iter().enumerate() {
@@ -155,7 +202,9 @@ impl<const I: usize, const O: usize> Dense<I, O> {
         layer.check_finite(0)?;
         Ok(layer)
     }
+}
 
+impl<const I: usize, const O: usize, A: Activation> Dense<I, O, A> {
     /// The weights, `[[f32; I]; O]`.
     #[must_use]
     #[inline]
@@ -206,7 +255,9 @@ impl<const I: usize, const O: usize> Dense<I, O> {
         let m = self.w.as_flattened().iter().fold(0u32, bits);
         f32::from_bits(self.b.iter().fold(m, bits))
     }
+}
 
+impl<const I: usize, const O: usize> Dense<I, O> {
     /// `y = W x + b` for one sample.
     ///
     /// Runs the same block kernel as the batch functions, so one sample gives bit for bit
@@ -270,7 +321,7 @@ impl<const I: usize, const O: usize> Dense<I, O> {
                 lanes::store_rows(&dxl, &mut dx[start..start + xs.len()]);
             }
             let sink = if block == 0 && mode == Accumulate::Overwrite {
-                Sink::Store(grads)
+                Sink::<'_, I, O, Sgd>::Store(grads)
             } else {
                 Sink::Add(grads)
             };
@@ -321,6 +372,7 @@ impl<const I: usize, const O: usize> Dense<I, O> {
             });
         }
         let blocks = x.len().div_ceil(LANES);
+        let lr = sgd.learning_rate();
         let mut xl = [[lanes::zero(); I]; 1];
         let mut dyl = [[lanes::zero(); O]; 1];
         let mut dxl = [lanes::zero(); I];
@@ -334,14 +386,15 @@ impl<const I: usize, const O: usize> Dense<I, O> {
             }
             let sink = if block + 1 == blocks {
                 let prior = if blocks > 1 { Some(&*scratch) } else { None };
-                Sink::Sgd {
+                Sink::Update {
                     w: &mut self.w,
                     b: &mut self.b,
-                    lr: sgd.learning_rate(),
+                    state: &mut [],
+                    step: &lr,
                     prior,
                 }
             } else if block == 0 {
-                Sink::Store(scratch)
+                Sink::<'_, I, O, Sgd>::Store(scratch)
             } else {
                 Sink::Add(scratch)
             };
@@ -349,7 +402,9 @@ impl<const I: usize, const O: usize> Dense<I, O> {
         }
         Ok(())
     }
+}
 
+impl<const I: usize, const O: usize, A: Activation> Dense<I, O, A> {
     /// `z[j] = b[j] + sum_k W[j][k] x[k]` for one block of sixteen samples.
     // PERF: outputs are produced four at a time so that four independent FMA chains hide the
     // FMA latency (4 cycles on Zen 4) when `I` is long; each `x[k]` lane is loaded once per
@@ -585,32 +640,49 @@ impl<const I: usize, const O: usize> Dense<I, O> {
     }
 
     /// [`Dense::backward_input_block`] for a run of blocks, bit for bit the same per block.
+    pub(crate) fn backward_input_blocks(&self, dz: &[[Lane; O]], dx: &mut [[Lane; I]]) {
+        self.backward_input_blocks_with(dz, dx, |_, g| g);
+    }
+
+    /// [`Dense::backward_input_blocks`] with each result `g` written as `f(old, g)`, where
+    /// `old` is what `dx` held: a network's layer below keeps its activation's derivative
+    /// there, and `f` is that activation's backward.
     // PERF: the same 4 x 4 register tile as `forward_blocks`, over (inputs, blocks): the
     // broadcast weights `W[j][k..k + 4]` are shared by 4 blocks.
-    pub(crate) fn backward_input_blocks(&self, dz: &[[Lane; O]], dx: &mut [[Lane; I]]) {
+    #[inline(always)]
+    pub(crate) fn backward_input_blocks_with(
+        &self,
+        dz: &[[Lane; O]],
+        dx: &mut [[Lane; I]],
+        f: impl Fn(Lane, Lane) -> Lane + Copy,
+    ) {
         let nb = dz.len().min(dx.len());
         let mut b = 0;
         while b + 4 <= nb {
             let mut k = 0;
             while k + 4 <= I {
-                self.backward_input_tile::<4, 4>(dz, dx, b, k);
+                self.backward_input_tile::<4, 4>(dz, dx, b, k, f);
                 k += 4;
             }
             match I - k {
-                3 => self.backward_input_tile::<3, 4>(dz, dx, b, k),
-                2 => self.backward_input_tile::<2, 4>(dz, dx, b, k),
-                1 => self.backward_input_tile::<1, 4>(dz, dx, b, k),
+                3 => self.backward_input_tile::<3, 4>(dz, dx, b, k, f),
+                2 => self.backward_input_tile::<2, 4>(dz, dx, b, k, f),
+                1 => self.backward_input_tile::<1, 4>(dz, dx, b, k, f),
                 _ => {}
             }
             b += 4;
         }
         while b < nb {
-            self.backward_input_block(&dz[b], &mut dx[b]);
+            let mut g = [lanes::zero(); I];
+            self.backward_input_block(&dz[b], &mut g);
+            for (d, g) in dx[b].iter_mut().zip(g) {
+                *d = f(*d, g);
+            }
             b += 1;
         }
     }
 
-    /// Inputs `k..k + R` of blocks `b..b + NB` of [`Dense::backward_input_blocks`].
+    /// Inputs `k..k + R` of blocks `b..b + NB` of [`Dense::backward_input_blocks_with`].
     #[inline(always)]
     fn backward_input_tile<const R: usize, const NB: usize>(
         &self,
@@ -618,6 +690,7 @@ impl<const I: usize, const O: usize> Dense<I, O> {
         dx: &mut [[Lane; I]],
         b: usize,
         k: usize,
+        f: impl Fn(Lane, Lane) -> Lane,
     ) {
         let ds: [&[Lane; O]; NB] = core::array::from_fn(|bb| &dz[b + bb]);
         let mut acc = [[lanes::zero(); R]; NB];
@@ -630,7 +703,9 @@ impl<const I: usize, const O: usize> Dense<I, O> {
             }
         }
         for (bb, a) in acc.iter().enumerate() {
-            dx[b + bb][k..k + R].copy_from_slice(a);
+            for (d, &g) in dx[b + bb][k..k + R].iter_mut().zip(a) {
+                *d = f(*d, g);
+            }
         }
     }
 
@@ -651,39 +726,54 @@ pub(crate) fn update_is_safe(max_w: f32, grad_bound: f64, lr: f32) -> bool {
 }
 
 /// Where the reduced parameter gradients of a tile go.
-pub(crate) enum Sink<'a, const I: usize, const O: usize> {
+pub(crate) enum Sink<'a, const I: usize, const O: usize, R: Rule = Sgd> {
     /// `g = partial`.
     Store(&'a mut DenseGrads<I, O>),
     /// `g += partial`.
     Add(&'a mut DenseGrads<I, O>),
-    /// `w -= lr * (prior + partial)`: the fused SGD update.
-    Sgd {
+    /// The fused update: `g = prior + partial` goes through the optimizer's rule into the
+    /// weight (and the rule's state, laid out as the weights) and is never stored.
+    Update {
         w: &'a mut [[f32; I]; O],
         b: &'a mut [f32; O],
-        lr: f32,
+        state: &'a mut [DenseGrads<I, O>],
+        step: &'a R::Step,
         prior: Option<&'a DenseGrads<I, O>>,
     },
 }
 
-impl<const I: usize, const O: usize> Sink<'_, I, O> {
+impl<const I: usize, const O: usize, R: Rule> Sink<'_, I, O, R> {
     #[inline(always)]
     fn weight(&mut self, j: usize, k: usize, g: f32) {
         match self {
             Sink::Store(d) => d.w[j][k] = g,
             Sink::Add(d) => d.w[j][k] += g,
-            Sink::Sgd { w, lr, prior, .. } => {
+            Sink::Update {
+                w,
+                state,
+                step,
+                prior,
+                ..
+            } => {
                 let g = match prior {
                     Some(p) => p.w[j][k] + g,
                     None => g,
                 };
-                w[j][k] -= *lr * g;
+                let mut s = [0.0f32; 2];
+                for (sv, st) in s.iter_mut().zip(state.iter()) {
+                    *sv = st.w[j][k];
+                }
+                w[j][k] = R::apply(step, w[j][k], g, &mut s);
+                for (sv, st) in s.iter().zip(state.iter_mut()) {
+                    st.w[j][k] = *sv;
+                }
             }
         }
     }
 
     /// Sixteen weights `W[j][k..k + 16]` at once, lane `i` of `g` for `W[j][k + i]`: the same
-    /// operations as sixteen calls of [`Sink::weight`], lane-wise (a multiply and a subtract,
-    /// not fused), so bit for bit the same values.
+    /// operations as sixteen calls of [`Sink::weight`], lane-wise (the rule is one generic
+    /// function), so bit for bit the same values.
     #[inline(always)]
     fn weights16(&mut self, j: usize, k: usize, g: Lane) {
         self.flat16(j * I + k, g);
@@ -698,13 +788,26 @@ impl<const I: usize, const O: usize> Sink<'_, I, O> {
                 let r = &mut d.w.as_flattened_mut()[f..f + 16];
                 lanes::store16(lanes::load16(r) + g, r);
             }
-            Sink::Sgd { w, lr, prior, .. } => {
+            Sink::Update {
+                w,
+                state,
+                step,
+                prior,
+                ..
+            } => {
                 let g = match prior {
                     Some(p) => lanes::load16(&p.w.as_flattened()[f..f + 16]) + g,
                     None => g,
                 };
+                let mut s = [lanes::zero(); 2];
+                for (sv, st) in s.iter_mut().zip(state.iter()) {
+                    *sv = lanes::load16(&st.w.as_flattened()[f..f + 16]);
+                }
                 let r = &mut w.as_flattened_mut()[f..f + 16];
-                lanes::store16(lanes::load16(r) - lanes::splat(*lr) * g, r);
+                lanes::store16(R::apply(step, lanes::load16(r), g, &mut s), r);
+                for (sv, st) in s.iter().zip(state.iter_mut()) {
+                    lanes::store16(*sv, &mut st.w.as_flattened_mut()[f..f + 16]);
+                }
             }
         }
     }
@@ -723,14 +826,29 @@ impl<const I: usize, const O: usize> Sink<'_, I, O> {
                 let v = lanes::load8x2(&r0[k..k + 8], &r1[k..k + 8]) + g;
                 lanes::store8x2(v, &mut r0[k..k + 8], &mut r1[k..k + 8]);
             }
-            Sink::Sgd { w, lr, prior, .. } => {
+            Sink::Update {
+                w,
+                state,
+                step,
+                prior,
+                ..
+            } => {
                 let g = match prior {
                     Some(p) => lanes::load8x2(&p.w[j][k..k + 8], &p.w[j + 1][k..k + 8]) + g,
                     None => g,
                 };
+                let mut s = [lanes::zero(); 2];
+                for (sv, st) in s.iter_mut().zip(state.iter()) {
+                    *sv = lanes::load8x2(&st.w[j][k..k + 8], &st.w[j + 1][k..k + 8]);
+                }
                 let (r0, r1) = rows2(w, j);
-                let v = lanes::load8x2(&r0[k..k + 8], &r1[k..k + 8]) - lanes::splat(*lr) * g;
+                let v = lanes::load8x2(&r0[k..k + 8], &r1[k..k + 8]);
+                let v = R::apply(step, v, g, &mut s);
                 lanes::store8x2(v, &mut r0[k..k + 8], &mut r1[k..k + 8]);
+                for (sv, st) in s.iter().zip(state.iter_mut()) {
+                    let (r0, r1) = rows2(&mut st.w, j);
+                    lanes::store8x2(*sv, &mut r0[k..k + 8], &mut r1[k..k + 8]);
+                }
             }
         }
     }
@@ -740,12 +858,25 @@ impl<const I: usize, const O: usize> Sink<'_, I, O> {
         match self {
             Sink::Store(d) => d.b[j] = g,
             Sink::Add(d) => d.b[j] += g,
-            Sink::Sgd { b, lr, prior, .. } => {
+            Sink::Update {
+                b,
+                state,
+                step,
+                prior,
+                ..
+            } => {
                 let g = match prior {
                     Some(p) => p.b[j] + g,
                     None => g,
                 };
-                b[j] -= *lr * g;
+                let mut s = [0.0f32; 2];
+                for (sv, st) in s.iter_mut().zip(state.iter()) {
+                    *sv = st.b[j];
+                }
+                b[j] = R::apply(step, b[j], g, &mut s);
+                for (sv, st) in s.iter().zip(state.iter_mut()) {
+                    st.b[j] = *sv;
+                }
             }
         }
     }
@@ -775,11 +906,11 @@ impl<const I: usize, const O: usize> Sink<'_, I, O> {
 //   multiple of 4) use the same kernel with fewer accumulators.
 // Either way the 16 accumulators of a register tile are reduced across lanes together by
 // `lanes::sum16` (under three operations a weight instead of about eight), once per tile.
-pub(crate) fn param_grads_tile<const I: usize, const O: usize>(
+pub(crate) fn param_grads_tile<const I: usize, const O: usize, R: Rule>(
     x: &[[Lane; I]],
     rows: Option<&[[f32; I]]>,
     dz: &[[Lane; O]],
-    mut sink: Sink<'_, I, O>,
+    mut sink: Sink<'_, I, O, R>,
 ) {
     const PANEL: usize = 64;
     let k16 = I - I % 16;
@@ -815,22 +946,22 @@ pub(crate) fn param_grads_tile<const I: usize, const O: usize>(
         while k < I {
             let kn = (I - k).min(4);
             match (jn, kn) {
-                (4, 4) => grad_tile::<I, O, 4, 4>(x, dz, j, k, &mut sink),
-                (4, 3) => grad_tile::<I, O, 4, 3>(x, dz, j, k, &mut sink),
-                (4, 2) => grad_tile::<I, O, 4, 2>(x, dz, j, k, &mut sink),
-                (4, _) => grad_tile::<I, O, 4, 1>(x, dz, j, k, &mut sink),
-                (3, 4) => grad_tile::<I, O, 3, 4>(x, dz, j, k, &mut sink),
-                (3, 3) => grad_tile::<I, O, 3, 3>(x, dz, j, k, &mut sink),
-                (3, 2) => grad_tile::<I, O, 3, 2>(x, dz, j, k, &mut sink),
-                (3, _) => grad_tile::<I, O, 3, 1>(x, dz, j, k, &mut sink),
-                (2, 4) => grad_tile::<I, O, 2, 4>(x, dz, j, k, &mut sink),
-                (2, 3) => grad_tile::<I, O, 2, 3>(x, dz, j, k, &mut sink),
-                (2, 2) => grad_tile::<I, O, 2, 2>(x, dz, j, k, &mut sink),
-                (2, _) => grad_tile::<I, O, 2, 1>(x, dz, j, k, &mut sink),
-                (_, 4) => grad_tile::<I, O, 1, 4>(x, dz, j, k, &mut sink),
-                (_, 3) => grad_tile::<I, O, 1, 3>(x, dz, j, k, &mut sink),
-                (_, 2) => grad_tile::<I, O, 1, 2>(x, dz, j, k, &mut sink),
-                (_, _) => grad_tile::<I, O, 1, 1>(x, dz, j, k, &mut sink),
+                (4, 4) => grad_tile::<I, O, R, 4, 4>(x, dz, j, k, &mut sink),
+                (4, 3) => grad_tile::<I, O, R, 4, 3>(x, dz, j, k, &mut sink),
+                (4, 2) => grad_tile::<I, O, R, 4, 2>(x, dz, j, k, &mut sink),
+                (4, _) => grad_tile::<I, O, R, 4, 1>(x, dz, j, k, &mut sink),
+                (3, 4) => grad_tile::<I, O, R, 3, 4>(x, dz, j, k, &mut sink),
+                (3, 3) => grad_tile::<I, O, R, 3, 3>(x, dz, j, k, &mut sink),
+                (3, 2) => grad_tile::<I, O, R, 3, 2>(x, dz, j, k, &mut sink),
+                (3, _) => grad_tile::<I, O, R, 3, 1>(x, dz, j, k, &mut sink),
+                (2, 4) => grad_tile::<I, O, R, 2, 4>(x, dz, j, k, &mut sink),
+                (2, 3) => grad_tile::<I, O, R, 2, 3>(x, dz, j, k, &mut sink),
+                (2, 2) => grad_tile::<I, O, R, 2, 2>(x, dz, j, k, &mut sink),
+                (2, _) => grad_tile::<I, O, R, 2, 1>(x, dz, j, k, &mut sink),
+                (_, 4) => grad_tile::<I, O, R, 1, 4>(x, dz, j, k, &mut sink),
+                (_, 3) => grad_tile::<I, O, R, 1, 3>(x, dz, j, k, &mut sink),
+                (_, 2) => grad_tile::<I, O, R, 1, 2>(x, dz, j, k, &mut sink),
+                (_, _) => grad_tile::<I, O, R, 1, 1>(x, dz, j, k, &mut sink),
             }
             k += 4;
         }
@@ -870,10 +1001,10 @@ pub(crate) fn param_grads_tile<const I: usize, const O: usize>(
 // Columns are walked in panels of 64 (4 vectors) with every row `j` inside a panel, so a
 // 128-sample tile's panel of inputs (128 x 256 B = 32 KiB) stays in L1 while `dz` (a
 // scalar per sample and row) streams from L1/L2.
-fn param_grads_rows<const I: usize, const O: usize>(
+fn param_grads_rows<const I: usize, const O: usize, R: Rule>(
     rows: &[[f32; I]],
     dz: &[[Lane; O]],
-    sink: &mut Sink<'_, I, O>,
+    sink: &mut Sink<'_, I, O, R>,
 ) {
     const KV: usize = 4;
     const JR: usize = 4;
@@ -886,22 +1017,22 @@ fn param_grads_rows<const I: usize, const O: usize>(
         while j < O {
             let jn = (O - j).min(JR);
             match (jn, kn) {
-                (4, 4) => grad_rows::<I, O, 4, 4>(rows, dz, j, k, sink),
-                (4, 3) => grad_rows::<I, O, 4, 3>(rows, dz, j, k, sink),
-                (4, 2) => grad_rows::<I, O, 4, 2>(rows, dz, j, k, sink),
-                (4, _) => grad_rows::<I, O, 4, 1>(rows, dz, j, k, sink),
-                (3, 4) => grad_rows::<I, O, 3, 4>(rows, dz, j, k, sink),
-                (3, 3) => grad_rows::<I, O, 3, 3>(rows, dz, j, k, sink),
-                (3, 2) => grad_rows::<I, O, 3, 2>(rows, dz, j, k, sink),
-                (3, _) => grad_rows::<I, O, 3, 1>(rows, dz, j, k, sink),
-                (2, 4) => grad_rows::<I, O, 2, 4>(rows, dz, j, k, sink),
-                (2, 3) => grad_rows::<I, O, 2, 3>(rows, dz, j, k, sink),
-                (2, 2) => grad_rows::<I, O, 2, 2>(rows, dz, j, k, sink),
-                (2, _) => grad_rows::<I, O, 2, 1>(rows, dz, j, k, sink),
-                (_, 4) => grad_rows::<I, O, 1, 4>(rows, dz, j, k, sink),
-                (_, 3) => grad_rows::<I, O, 1, 3>(rows, dz, j, k, sink),
-                (_, 2) => grad_rows::<I, O, 1, 2>(rows, dz, j, k, sink),
-                (_, _) => grad_rows::<I, O, 1, 1>(rows, dz, j, k, sink),
+                (4, 4) => grad_rows::<I, O, R, 4, 4>(rows, dz, j, k, sink),
+                (4, 3) => grad_rows::<I, O, R, 4, 3>(rows, dz, j, k, sink),
+                (4, 2) => grad_rows::<I, O, R, 4, 2>(rows, dz, j, k, sink),
+                (4, _) => grad_rows::<I, O, R, 4, 1>(rows, dz, j, k, sink),
+                (3, 4) => grad_rows::<I, O, R, 3, 4>(rows, dz, j, k, sink),
+                (3, 3) => grad_rows::<I, O, R, 3, 3>(rows, dz, j, k, sink),
+                (3, 2) => grad_rows::<I, O, R, 3, 2>(rows, dz, j, k, sink),
+                (3, _) => grad_rows::<I, O, R, 3, 1>(rows, dz, j, k, sink),
+                (2, 4) => grad_rows::<I, O, R, 2, 4>(rows, dz, j, k, sink),
+                (2, 3) => grad_rows::<I, O, R, 2, 3>(rows, dz, j, k, sink),
+                (2, 2) => grad_rows::<I, O, R, 2, 2>(rows, dz, j, k, sink),
+                (2, _) => grad_rows::<I, O, R, 2, 1>(rows, dz, j, k, sink),
+                (_, 4) => grad_rows::<I, O, R, 1, 4>(rows, dz, j, k, sink),
+                (_, 3) => grad_rows::<I, O, R, 1, 3>(rows, dz, j, k, sink),
+                (_, 2) => grad_rows::<I, O, R, 1, 2>(rows, dz, j, k, sink),
+                (_, _) => grad_rows::<I, O, R, 1, 1>(rows, dz, j, k, sink),
             }
             j += JR;
         }
@@ -912,12 +1043,12 @@ fn param_grads_rows<const I: usize, const O: usize>(
 /// One `JN x KN` register tile of [`param_grads_rows`]: rows `j..j + JN`, columns
 /// `k..k + 16 KN`.
 #[inline(always)]
-fn grad_rows<const I: usize, const O: usize, const JN: usize, const KN: usize>(
+fn grad_rows<const I: usize, const O: usize, R: Rule, const JN: usize, const KN: usize>(
     rows: &[[f32; I]],
     dz: &[[Lane; O]],
     j: usize,
     k: usize,
-    sink: &mut Sink<'_, I, O>,
+    sink: &mut Sink<'_, I, O, R>,
 ) {
     let mut acc = [[lanes::zero(); KN]; JN];
     // Slices of known length, taken outside the sample loop, so that no index inside it
@@ -955,12 +1086,12 @@ fn rows2<const I: usize, const O: usize>(
 
 /// The 2 x 8 register tile of [`param_grads_tile`]: rows `j, j + 1`, columns `k..k + 8`.
 #[inline(always)]
-fn grad_run2x8<const I: usize, const O: usize>(
+fn grad_run2x8<const I: usize, const O: usize, R: Rule>(
     x: &[[Lane; I]],
     dz: &[[Lane; O]],
     j: usize,
     k: usize,
-    sink: &mut Sink<'_, I, O>,
+    sink: &mut Sink<'_, I, O, R>,
 ) {
     let mut acc = [lanes::zero(); 16];
     for (xb, db) in x.iter().zip(dz) {
@@ -975,12 +1106,12 @@ fn grad_run2x8<const I: usize, const O: usize>(
 
 /// The 1 x 16 register tile of [`param_grads_tile`]: row `j`, columns `k..k + 16`.
 #[inline(always)]
-fn grad_run16<const I: usize, const O: usize>(
+fn grad_run16<const I: usize, const O: usize, R: Rule>(
     x: &[[Lane; I]],
     dz: &[[Lane; O]],
     j: usize,
     k: usize,
-    sink: &mut Sink<'_, I, O>,
+    sink: &mut Sink<'_, I, O, R>,
 ) {
     let mut acc = [lanes::zero(); 16];
     for (xb, db) in x.iter().zip(dz) {
@@ -995,12 +1126,12 @@ fn grad_run16<const I: usize, const O: usize>(
 /// One `JN x KN` register tile of [`param_grads_tile`] at rows `j..j + JN`, columns
 /// `k..k + KN`.
 #[inline(always)]
-fn grad_tile<const I: usize, const O: usize, const JN: usize, const KN: usize>(
+fn grad_tile<const I: usize, const O: usize, R: Rule, const JN: usize, const KN: usize>(
     x: &[[Lane; I]],
     dz: &[[Lane; O]],
     j: usize,
     k: usize,
-    sink: &mut Sink<'_, I, O>,
+    sink: &mut Sink<'_, I, O, R>,
 ) {
     let mut acc = [lanes::zero(); 16];
     for (xb, db) in x.iter().zip(dz) {

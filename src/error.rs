@@ -39,6 +39,32 @@ pub enum Error {
     },
     /// The learning rate is not finite and positive.
     InvalidLearningRate(f32),
+    /// An optimizer or activation hyperparameter is out of its range.
+    InvalidHyperparameter {
+        /// Its name, as Keras spells it (`"momentum"`, `"beta_1"`, `"negative_slope"` ...).
+        name: &'static str,
+        /// The value given.
+        value: f32,
+    },
+    /// A binary cross-entropy target is outside `[0, 1]`.
+    TargetOutOfRange {
+        /// Index of the sample.
+        index: usize,
+    },
+    /// Every value of the step is finite, but the bound on its update could overflow `f32`
+    /// (a weight or an optimizer's moment); the step was refused and nothing was written.
+    UpdateOverflow,
+    /// A list of tensors (Keras's `get_weights()` order, or PyTorch's `state_dict`) does not
+    /// fit the network.
+    ShapeMismatch {
+        /// Index of the tensor in the list (a wrong number of tensors is a
+        /// [`Error::LengthMismatch`] of `"tensors"`).
+        tensor: usize,
+        /// The number of values it should have.
+        expected: usize,
+        /// The length it has.
+        found: usize,
+    },
 }
 
 impl fmt::Display for Error {
@@ -68,6 +94,24 @@ impl fmt::Display for Error {
             Error::InvalidLearningRate(lr) => {
                 write!(f, "learning rate {lr} is not finite and positive")
             }
+            Error::InvalidHyperparameter { name, value } => {
+                write!(f, "{name} = {value} is out of its range")
+            }
+            Error::TargetOutOfRange { index } => write!(
+                f,
+                "target of sample {index} is outside [0, 1], the range of a binary cross-entropy target"
+            ),
+            Error::UpdateOverflow => f.write_str(
+                "the update's bound would overflow f32 (huge inputs or weights); the step was refused and nothing was written",
+            ),
+            Error::ShapeMismatch {
+                tensor,
+                expected,
+                found,
+            } => write!(
+                f,
+                "tensor {tensor} has {found} values where the network needs {expected}"
+            ),
         }
     }
 }

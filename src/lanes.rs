@@ -488,6 +488,18 @@ pub(crate) fn first_non_finite(x: Lane, n: usize) -> Option<usize> {
     x.to_array().iter().take(n).position(|v| !v.is_finite())
 }
 
+/// Lane-wise square root, correctly rounded (IEEE `sqrt` on every target).
+#[inline(always)]
+pub(crate) fn sqrt(x: Lane) -> Lane {
+    x.sqrt()
+}
+
+/// The mask of the lanes where `a > b`, as `1.0` / `0.0` values.
+#[inline(always)]
+pub(crate) fn gt_ones(a: Lane, b: Lane) -> Lane {
+    a.simd_gt(b).select(splat(1.0), zero())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -97,9 +97,13 @@ pub mod dense;
 mod error;
 #[cfg(feature = "std")]
 pub mod gradcheck;
+pub mod head;
 mod lanes;
+pub mod layer;
 pub mod loss;
+mod math;
 pub mod mlp;
+pub mod network;
 pub mod optim;
 #[cfg(feature = "rayon")]
 pub mod parallel;
@@ -113,14 +117,18 @@ pub mod rng;
 struct ReadmeDoctests;
 
 pub use activation::{
-    log_softmax, log_softmax_backward, relu, relu_backward, softmax, softmax_backward,
+    Activation, ConstActivation, Gelu, LeakyRelu, Linear, Relu, Sigmoid, Silu, Tanh, log_softmax,
+    log_softmax_backward, relu, relu_backward, softmax, softmax_backward,
 };
 pub use batch::PackedBatch;
 pub use dense::{Accumulate, Dense, DenseGrads};
 pub use error::Error;
+pub use head::{BinaryCrossEntropy, Classifier, Head, MeanSquaredError, SoftmaxCrossEntropy};
+pub use layer::{Chain, Dim, Layer, LayerInfo, Shape};
 pub use loss::{softmax_cross_entropy_backward, sparse_categorical_cross_entropy};
 pub use mlp::{Gradients, Mlp, TILE_SAMPLES, Workspace};
-pub use optim::Sgd;
+pub use network::{NetGradients, NetWorkspace, Network, OptimizerState};
+pub use optim::{Adam, Epsilon, Momentum, Optimizer, Sgd};
 #[cfg(feature = "rayon")]
 pub use parallel::{PAR_MIN_FLOP, ParWorkspace};
 

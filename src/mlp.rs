@@ -935,7 +935,7 @@ pub(crate) fn accumulate<const I: usize, const H: usize, const O: usize>(
     target: &mut Gradients<I, H, O>,
     first: bool,
 ) {
-    let (out_sink, hid_sink) = if first {
+    let (out_sink, hid_sink): (Sink<'_, H, O>, Sink<'_, I, H>) = if first {
         (
             Sink::Store(&mut target.output),
             Sink::Store(&mut target.hidden),
@@ -958,26 +958,28 @@ pub(crate) fn apply_sgd<const I: usize, const H: usize, const O: usize>(
     prior: Option<&Gradients<I, H, O>>,
 ) {
     let (w2, b2) = m.output.params_mut();
-    param_grads_tile(
+    param_grads_tile::<_, _, Sgd>(
         a,
         None,
         z,
-        Sink::Sgd {
+        Sink::Update {
             w: w2,
             b: b2,
-            lr,
+            state: &mut [],
+            step: &lr,
             prior: prior.map(|p| &p.output),
         },
     );
     let (w1, b1) = m.hidden.params_mut();
-    param_grads_tile(
+    param_grads_tile::<_, _, Sgd>(
         x.lanes,
         x.rows,
         dh,
-        Sink::Sgd {
+        Sink::Update {
             w: w1,
             b: b1,
-            lr,
+            state: &mut [],
+            step: &lr,
             prior: prior.map(|p| &p.hidden),
         },
     );
@@ -1107,7 +1109,7 @@ fn finite_logits<const O: usize>(z: &[Lane; O], n: usize, first: usize) -> Resul
 
 /// Errors with the index of the first sample whose loss is not finite.
 #[inline(always)]
-fn finite_loss(l: Lane, n: usize, first: usize) -> Result<(), Error> {
+pub(crate) fn finite_loss(l: Lane, n: usize, first: usize) -> Result<(), Error> {
     // PERF: one vector test on the common path; the scalar scan (which skips padded lanes)
     // only when some lane is not finite.
     if lanes::all_finite(l) {
@@ -1229,20 +1231,20 @@ impl<const I: usize, const H: usize, const O: usize> fmt::Display for Mlp<I, H, 
 }
 
 /// A fixed-capacity string for formatting without a heap.
-struct StrBuf<const N: usize> {
+pub(crate) struct StrBuf<const N: usize> {
     buf: [u8; N],
     len: usize,
 }
 
 impl<const N: usize> StrBuf<N> {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             buf: [0; N],
             len: 0,
         }
     }
 
-    fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         core::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
     }
 }

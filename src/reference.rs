@@ -111,6 +111,98 @@ pub fn ln(x: f64) -> f64 {
     (e * LN2_HI + 2.0 * sum) + e * LN2_LO
 }
 
+/// `tanh x` in `f64`: `-expm1(-2|x|) / (1 + e^-2|x|)` with the sign of `x`, where
+/// `expm1` is its Taylor series for small arguments (so `tanh x ~ x` keeps full relative
+/// accuracy near 0).
+#[must_use]
+pub fn tanh(x: f64) -> f64 {
+    if x.is_nan() {
+        return x;
+    }
+    let a = x.abs();
+    if a > 22.0 {
+        return 1.0f64.copysign(x);
+    }
+    let e = exp(-2.0 * a);
+    // 1 - e, accurately for small a: -expm1(-2a) by series.
+    let em1 = if a < 0.25 {
+        let u = -2.0 * a;
+        let mut term = u;
+        let mut sum = 0.0;
+        for n in 2..40 {
+            let next = sum + term;
+            if next == sum {
+                break;
+            }
+            sum = next;
+            term *= u / f64::from(n);
+        }
+        -sum
+    } else {
+        1.0 - e
+    };
+    (em1 / (1.0 + e)).copysign(x)
+}
+
+/// The logistic sigmoid `1 / (1 + e^-x)` in `f64`.
+#[must_use]
+pub fn sigmoid(x: f64) -> f64 {
+    if x >= 0.0 {
+        1.0 / (1.0 + exp(-x))
+    } else {
+        let e = exp(x);
+        e / (1.0 + e)
+    }
+}
+
+/// The error function in `f64`, absolute error below `1e-15`: its Maclaurin series for
+/// `|x| < 3` (the largest term is below `1e4`, so cancellation costs at most four digits of
+/// `f64`'s sixteen), and `1 - erfc x` by the continued fraction of `erfc` beyond.
+#[must_use]
+pub fn erf(x: f64) -> f64 {
+    if x.is_nan() {
+        return x;
+    }
+    let a = x.abs();
+    let r = if a < 3.0 {
+        // erf x = 2/sqrt(pi) sum (-1)^n x^(2n+1) / (n! (2n + 1))
+        let x2 = a * a;
+        let mut term = a; // (-1)^n x^(2n+1) / n!
+        let mut sum = 0.0;
+        for n in 0..200 {
+            let next = sum + term / f64::from(2 * n + 1);
+            if next == sum && n > 2 {
+                break;
+            }
+            sum = next;
+            term *= -x2 / f64::from(n + 1);
+        }
+        sum * 2.0 / crate::rng::sqrt_f64(core::f64::consts::PI)
+    } else if a > 6.0 {
+        1.0
+    } else {
+        // erfc x = exp(-x^2)/sqrt(pi) * 1/(x + (1/2)/(x + 1/(x + (3/2)/(x + 2/(x + ...)))))
+        let mut f = a;
+        for k in (1..120).rev() {
+            f = a + f64::from(k) / 2.0 / f;
+        }
+        1.0 - exp(-a * a) / crate::rng::sqrt_f64(core::f64::consts::PI) / f
+    };
+    r.copysign(x)
+}
+
+/// The standard normal distribution function `Φ(x) = (1 + erf(x / √2)) / 2`.
+#[must_use]
+pub fn normal_cdf(x: f64) -> f64 {
+    0.5 * (1.0 + erf(x / core::f64::consts::SQRT_2))
+}
+
+/// The standard normal density `φ(x) = e^(-x²/2) / √(2π)`.
+#[must_use]
+pub fn normal_pdf(x: f64) -> f64 {
+    exp(-0.5 * x * x) / crate::rng::sqrt_f64(2.0 * core::f64::consts::PI)
+}
+
 /// `y = W x + b` for one sample.
 #[must_use]
 pub fn dense_forward<T: Copy + Into<f64>, const I: usize, const O: usize>(

@@ -1,0 +1,314 @@
+//! Loss heads: what a [`Network`](crate::Network) does with its last layer's outputs.
+//!
+//! A head owns the output nonlinearity that belongs to its loss, so that the pair is computed
+//! stably and its gradient is the simple fused one (the last [`Dense`](crate::Dense) layer is
+//! then usually [`Linear`](crate::Linear)):
+//!
+//! | head | outputs (`predict_proba`) | loss per sample | `dL/dz` (mean over `N` samples) |
+//! |---|---|---|---|
+//! | [`SoftmaxCrossEntropy`] | `p = softmax(z)` | `logsumexp(z) - z_y` | `(p - onehot(y)) / N` |
+//! | [`MeanSquaredError`] | `z` | `Σ_j (z_j - t_j)² / O` | `2 (z - t) / (N O)` |
+//! | [`BinaryCrossEntropy`] | `p = sigmoid(z)` | `Σ_j [max(z_j, 0) - z_j t_j + ln(1 + e^-|z_j|)] / O` | `(p - t) / (N O)` |
+//!
+//! The means are Keras's and PyTorch's: over the batch and, for MSE and binary
+//! cross-entropy, over the outputs. Binary cross-entropy is computed from the logits, finite for
+//! every finite logit (Keras's `from_logits=True` form); Keras clips probabilities to
+//! `[1e-7, 1 - 1e-7]` in its probability form, which only matters for logits beyond ±16.
+//!
+//! Padded lanes of a partial block never reach a result: their losses and gradients are
+//! selected to zero, not multiplied by a zero mask (a NaN times zero is NaN).
+
+use crate::activation::Activation;
+use crate::activation::exp_shifted_block;
+use crate::error::Error;
+use crate::lanes::{self, Lane};
+use crate::layer::{Dim, Shape};
+use crate::loss::xent_lanes;
+use crate::math;
+use crate::optim::ConstZero;
+
+/// Softmax over the outputs with sparse categorical cross-entropy: labels are class indices
+/// (Keras's `SparseCategoricalCrossentropy(from_logits=True)`, PyTorch's `CrossEntropyLoss`).
+/// Needs at least two outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SoftmaxCrossEntropy;
+
+/// Mean squared error on the raw outputs (regression): targets are `[f32; O]` rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MeanSquaredError;
+
+/// A sigmoid on each output with binary cross-entropy, from the logits: targets are `[f32; O]`
+/// rows of values in `[0, 1]` (one output for binary classification, several for
+/// multi-label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BinaryCrossEntropy;
+
+impl ConstZero for SoftmaxCrossEntropy {
+    const ZERO: Self = SoftmaxCrossEntropy;
+}
+impl ConstZero for MeanSquaredError {
+    const ZERO: Self = MeanSquaredError;
+}
+impl ConstZero for BinaryCrossEntropy {
+    const ZERO: Self = BinaryCrossEntropy;
+}
+
+/// A loss head for outputs of shape `S` (sealed: [`SoftmaxCrossEntropy`],
+/// [`MeanSquaredError`], [`BinaryCrossEntropy`]).
+pub trait Head<S: Shape>: sealed::HeadKernel<S> + Copy + core::fmt::Debug + Send + Sync {
+    /// A short description for summaries.
+    const NAME: &'static str;
+}
+
+/// A head whose outputs name a class: [`SoftmaxCrossEntropy`] (the most probable class) and
+/// [`BinaryCrossEntropy`] with one output (class 1 where `p > 0.5`).
+pub trait Classifier<S: Shape>: Head<S> {}
+
+impl<const O: usize> Classifier<Dim<O>> for SoftmaxCrossEntropy {}
+impl Classifier<Dim<1>> for BinaryCrossEntropy {}
+
+pub(crate) mod sealed {
+    use super::*;
+
+    /// The lane kernels of a head (crate-internal).
+    pub trait HeadKernel<S: crate::layer::ShapeKernel>: Sized {
+        /// A sample's target: a class index (`u32`) or a row of `f32`.
+        type T: Copy + core::fmt::Debug + Send + Sync;
+        /// The number of classes of a classifier (0 for regression).
+        const CLASSES: usize;
+        /// The targets of a block in lanes.
+        type TBlock: Copy;
+        /// Checks targets before any work.
+        fn check(t: &[Self::T]) -> Result<(), Error>;
+        /// Loads up to sixteen targets.
+        fn load(t: &[Self::T]) -> Self::TBlock;
+        /// The per-lane loss of a block of outputs `z` (zero in padded lanes, where `valid` is
+        /// false), and if `d` is given, `dL/dz * inv_n` through `f`'s backward into `d`
+        /// (which holds what `f` kept).
+        fn loss<F: Activation>(
+            z: &S::Block,
+            y: &Self::TBlock,
+            valid: Lane,
+            inv_n: f32,
+            d: Option<(&mut S::Block, &F)>,
+        ) -> Lane;
+        /// The head's outputs (probabilities, or the values) from the logits, in place.
+        fn outputs(z: &mut S::Block);
+        /// The class of each lane (as a float); only for [`Classifier`] heads.
+        fn classes(z: &S::Block) -> Lane;
+        /// The class of one sample from its logits.
+        fn class_one(z: &[f32]) -> u32;
+    }
+}
+
+impl<const O: usize> Head<Dim<O>> for SoftmaxCrossEntropy {
+    const NAME: &'static str = "softmax + sparse categorical cross-entropy";
+}
+
+impl<const O: usize> sealed::HeadKernel<Dim<O>> for SoftmaxCrossEntropy {
+    type T = u32;
+    type TBlock = Lane;
+    const CLASSES: usize = O;
+
+    fn check(t: &[u32]) -> Result<(), Error> {
+        crate::error::check_labels(t, O)
+    }
+
+    #[inline(always)]
+    fn load(t: &[u32]) -> Lane {
+        lanes::labels(t)
+    }
+
+    #[inline(always)]
+    fn loss<F: Activation>(
+        z: &[Lane; O],
+        y: &Lane,
+        valid: Lane,
+        inv_n: f32,
+        d: Option<(&mut [Lane; O], &F)>,
+    ) -> Lane {
+        let mask = lanes::gt(valid, lanes::zero());
+        let mut g = *z;
+        let l = xent_lanes(&mut g, *y, valid, inv_n, d.is_some());
+        if let Some((d, f)) = d {
+            for (dv, gv) in d.iter_mut().zip(g) {
+                *dv = f.backward(*dv, lanes::select(mask, gv, lanes::zero()));
+            }
+        }
+        lanes::select(mask, l, lanes::zero())
+    }
+
+    #[inline(always)]
+    fn outputs(z: &mut [Lane; O]) {
+        let s = exp_shifted_block(z);
+        for v in z.iter_mut() {
+            *v = lanes::div(*v, s);
+        }
+    }
+
+    #[inline(always)]
+    fn classes(z: &[Lane; O]) -> Lane {
+        let mut best = z[0];
+        let mut idx = lanes::zero();
+        for (j, &v) in z.iter().enumerate().skip(1) {
+            let better = lanes::gt(v, best);
+            best = lanes::select(better, v, best);
+            idx = lanes::select(better, lanes::splat(j as f32), idx);
+        }
+        idx
+    }
+
+    fn class_one(z: &[f32]) -> u32 {
+        let mut best = 0;
+        for (j, &v) in z.iter().enumerate().skip(1) {
+            if v > z[best] {
+                best = j;
+            }
+        }
+        best as u32
+    }
+}
+
+/// Checks that every value of every target row is finite.
+fn check_rows<const O: usize>(t: &[[f32; O]], in_unit: bool) -> Result<(), Error> {
+    for (index, row) in t.iter().enumerate() {
+        let bad = row
+            .iter()
+            .any(|v| !v.is_finite() || (in_unit && !(0.0..=1.0).contains(v)));
+        if bad {
+            return Err(if in_unit && row.iter().all(|v| v.is_finite()) {
+                Error::TargetOutOfRange { index }
+            } else {
+                Error::NonFinite {
+                    what: "target",
+                    index: Some(index),
+                }
+            });
+        }
+    }
+    Ok(())
+}
+
+fn load_targets<const O: usize>(t: &[[f32; O]]) -> [Lane; O] {
+    let mut b = [lanes::zero(); O];
+    lanes::load_rows(t, &mut b);
+    b
+}
+
+impl<const O: usize> Head<Dim<O>> for MeanSquaredError {
+    const NAME: &'static str = "mean squared error";
+}
+
+impl<const O: usize> sealed::HeadKernel<Dim<O>> for MeanSquaredError {
+    type T = [f32; O];
+    type TBlock = [Lane; O];
+    const CLASSES: usize = 0;
+
+    fn check(t: &[[f32; O]]) -> Result<(), Error> {
+        check_rows(t, false)
+    }
+
+    #[inline(always)]
+    fn load(t: &[[f32; O]]) -> [Lane; O] {
+        load_targets(t)
+    }
+
+    #[inline(always)]
+    fn loss<F: Activation>(
+        z: &[Lane; O],
+        y: &[Lane; O],
+        valid: Lane,
+        inv_n: f32,
+        d: Option<(&mut [Lane; O], &F)>,
+    ) -> Lane {
+        let mask = lanes::gt(valid, lanes::zero());
+        let inv_o = 1.0 / O as f32;
+        let mut l = lanes::zero();
+        for (&zv, &yv) in z.iter().zip(y) {
+            let e = zv - yv;
+            l = lanes::fma(e, e, l);
+        }
+        if let Some((d, f)) = d {
+            let scale = lanes::splat(2.0 * inv_o * inv_n);
+            for ((dv, &zv), &yv) in d.iter_mut().zip(z).zip(y) {
+                let g = (zv - yv) * scale;
+                *dv = f.backward(*dv, lanes::select(mask, g, lanes::zero()));
+            }
+        }
+        lanes::select(mask, l * lanes::splat(inv_o), lanes::zero())
+    }
+
+    #[inline(always)]
+    fn outputs(_z: &mut [Lane; O]) {}
+
+    fn classes(_z: &[Lane; O]) -> Lane {
+        lanes::zero()
+    }
+
+    fn class_one(_z: &[f32]) -> u32 {
+        0
+    }
+}
+
+impl<const O: usize> Head<Dim<O>> for BinaryCrossEntropy {
+    const NAME: &'static str = "sigmoid + binary cross-entropy";
+}
+
+impl<const O: usize> sealed::HeadKernel<Dim<O>> for BinaryCrossEntropy {
+    type T = [f32; O];
+    type TBlock = [Lane; O];
+    const CLASSES: usize = 2;
+
+    fn check(t: &[[f32; O]]) -> Result<(), Error> {
+        check_rows(t, true)
+    }
+
+    #[inline(always)]
+    fn load(t: &[[f32; O]]) -> [Lane; O] {
+        load_targets(t)
+    }
+
+    #[inline(always)]
+    fn loss<F: Activation>(
+        z: &[Lane; O],
+        y: &[Lane; O],
+        valid: Lane,
+        inv_n: f32,
+        d: Option<(&mut [Lane; O], &F)>,
+    ) -> Lane {
+        let mask = lanes::gt(valid, lanes::zero());
+        let inv_o = 1.0 / O as f32;
+        let one = lanes::splat(1.0);
+        let mut l = lanes::zero();
+        for (&zv, &yv) in z.iter().zip(y) {
+            // max(z, 0) - z t + ln(1 + e^-|z|): no term overflows for finite z.
+            let e = lanes::exp(-lanes::abs(zv));
+            let pos = lanes::select(lanes::gt(zv, lanes::zero()), zv, lanes::zero());
+            l += (pos - zv * yv) + lanes::ln(one + e);
+        }
+        if let Some((d, f)) = d {
+            let scale = lanes::splat(inv_o * inv_n);
+            for ((dv, &zv), &yv) in d.iter_mut().zip(z).zip(y) {
+                let g = (math::sigmoid(zv) - yv) * scale;
+                *dv = f.backward(*dv, lanes::select(mask, g, lanes::zero()));
+            }
+        }
+        lanes::select(mask, l * lanes::splat(inv_o), lanes::zero())
+    }
+
+    #[inline(always)]
+    fn outputs(z: &mut [Lane; O]) {
+        for v in z.iter_mut() {
+            *v = math::sigmoid(*v);
+        }
+    }
+
+    fn classes(z: &[Lane; O]) -> Lane {
+        // One output: class 1 where p > 0.5, that is z > 0.
+        lanes::gt_ones(z[0], lanes::zero())
+    }
+
+    fn class_one(z: &[f32]) -> u32 {
+        u32::from(z[0] > 0.0)
+    }
+}

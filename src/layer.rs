@@ -1,0 +1,614 @@
+//! Layers chained at compile time: the [`Layer`] trait, implemented by [`Dense`] and by the
+//! binary [`Chain`], and the [`chain!`](crate::chain) macro that writes a chain's type.
+//!
+//! # Shapes are types
+//! A layer's input and output widths are the types [`Dim<N>`](Dim), and [`Chain<A, B>`] is a
+//! layer only when `B`'s input is `A`'s output, so a network whose widths do not meet does not
+//! compile:
+//!
+//! ```compile_fail
+//! use fusedprop::{chain, Dense, Network, Relu, SoftmaxCrossEntropy};
+//! // 16 outputs feed a layer of 8 inputs: a type error.
+//! type Bad = chain![Dense<4, 16, Relu>, Dense<8, 3>];
+//! let net = Network::<Bad, SoftmaxCrossEntropy>::new(7);
+//! ```
+//!
+//! Associated *types* carry the shapes (`[Lane; N]` buffers): stable Rust cannot size an array
+//! by an associated `const` in generic code. Every buffer a chain needs, its tile scratch, its
+//! gradients and its optimizer state, is the pair of its two halves' buffers, so a chain of any
+//! depth has a size known at compile time and lives wherever its owner puts it (stack, `static`,
+//! box), never on a heap of the crate's.
+//!
+//! # A training tile through a chain
+//! Each call handles a whole tile of up to [`TILE_SAMPLES`](crate::TILE_SAMPLES) samples, so the
+//! register-tiled kernels of [`Dense`] keep their instruction-level parallelism:
+//!
+//! 1. `forward_tile`, head to tail: `a = f(W x + b)` per layer, keeping what `f`'s derivative
+//!    needs in the layer's `d` buffer (and the largest `|a|`, for the refusal bound);
+//! 2. the network's head writes `dL/dz` of the last layer into its `d` buffer;
+//! 3. `backprop`, tail to head: `d_prev = f'_prev ⊙ (W^T d)` with the weights *before* the
+//!    update; every `d` of the tile is complete before any weight changes;
+//! 4. `accumulate` (tiles before the last) or `apply` (the last tile): the parameter gradients
+//!    `dW = d a_prev^T`, `db = Σ d`, stored, added, or completed and handed to the optimizer's
+//!    rule in the same pass (the fused update).
+
+use crate::activation::{Activation, ConstActivation};
+use crate::dense::{Dense, DenseGrads, Sink, param_grads_tile};
+use crate::error::Error;
+use crate::lanes::{self, Lane};
+use crate::mlp::TILE_BLOCKS;
+use crate::optim::{ConstZero, Rule, Sgd};
+use crate::rng::SplitMix64;
+
+/// A width of `N` units, as a type: the input and output shapes of a [`Layer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Dim<const N: usize>;
+
+/// What a [`Dim`] provides: the row type users pass (`[f32; N]`) and the lane buffers the
+/// kernels use.
+pub trait Shape: sealed::ShapeKernel {
+    /// The width.
+    const N: usize;
+}
+
+impl<const N: usize> Shape for Dim<N> {
+    const N: usize = N;
+}
+
+/// What one layer of a network reports about itself (for summaries and the oracle).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LayerInfo {
+    /// Inputs.
+    pub inputs: usize,
+    /// Outputs (units).
+    pub outputs: usize,
+    /// Keras's name of the activation.
+    pub activation: &'static str,
+    /// Parameters, `inputs * outputs + outputs`.
+    pub params: usize,
+}
+
+/// An activation's `f64` definition, object-safe (for the oracle of the tests).
+pub trait ActivationF64 {
+    /// `f(z)`.
+    fn eval(&self, z: f64) -> f64;
+    /// `f'(z)`.
+    fn grad(&self, z: f64) -> f64;
+}
+
+impl<A: Activation> ActivationF64 for A {
+    fn eval(&self, z: f64) -> f64 {
+        self.eval_f64(z)
+    }
+    fn grad(&self, z: f64) -> f64 {
+        self.grad_f64(z)
+    }
+}
+
+/// A layer of a network, or a chain of layers: [`Dense`] or [`Chain`]. Sealed: the crate's
+/// drivers rely on its kernels.
+pub trait Layer: sealed::LayerKernel {
+    /// Trainable parameters.
+    const PARAMS: usize;
+    /// Dense layers in it.
+    const DEPTH: usize;
+}
+
+/// Two layers, or chains, run one after the other: `B` takes `A`'s outputs. Write the type of a
+/// long chain with [`chain!`](crate::chain).
+#[derive(Clone, PartialEq, Debug, Default)]
+pub struct Chain<A, B>(pub A, pub B);
+
+impl<A: ConstZero, B: ConstZero> ConstZero for Chain<A, B> {
+    const ZERO: Self = Chain(A::ZERO, B::ZERO);
+}
+
+impl<const I: usize, const O: usize, A: ConstActivation> ConstZero for Dense<I, O, A> {
+    const ZERO: Self = Dense::ZERO;
+}
+
+/// The type of a chain of layers, like a Keras `Sequential`:
+/// `chain![Dense<4, 16, Tanh>, Dense<16, 8, Relu>, Dense<8, 3>]` is
+/// `Chain<Dense<4, 16, Tanh>, Chain<Dense<16, 8, Relu>, Dense<8, 3>>>`.
+///
+/// ```
+/// use fusedprop::{chain, Dense, Network, Relu, SoftmaxCrossEntropy, Tanh};
+/// type Layers = chain![Dense<4, 16, Tanh>, Dense<16, 8, Relu>, Dense<8, 3>];
+/// let net = Network::<Layers, SoftmaxCrossEntropy>::new(7);
+/// assert_eq!(Network::<Layers, SoftmaxCrossEntropy>::PARAMS, 80 + 136 + 27);
+/// ```
+#[macro_export]
+macro_rules! chain {
+    ($last:ty $(,)?) => { $last };
+    ($head:ty, $($rest:ty),+ $(,)?) => { $crate::Chain<$head, $crate::chain![$($rest),+]> };
+}
+
+/// The per-tile buffers of one dense layer, and the step's running statistics of the layer
+/// for the refusal bound.
+#[derive(Clone)]
+pub struct DenseTile<const O: usize> {
+    /// The outputs `f(z)` of each block.
+    pub(crate) a: [[Lane; O]; TILE_BLOCKS],
+    /// What `f'` needs (forward), then `dL/dz` (backward).
+    pub(crate) d: [[Lane; O]; TILE_BLOCKS],
+    /// The largest `|a|` of the step so far, per lane (valid samples only).
+    max_out: Lane,
+    /// The largest `|dL/dz|` of the step so far, per lane.
+    max_d: Lane,
+    /// `0` while every `dL/dz` seen was finite, NaN after.
+    ok: Lane,
+}
+
+impl<const O: usize> ConstZero for DenseTile<O> {
+    const ZERO: Self = Self {
+        a: [[Lane::ZERO; O]; TILE_BLOCKS],
+        d: [[Lane::ZERO; O]; TILE_BLOCKS],
+        max_out: Lane::ZERO,
+        max_d: Lane::ZERO,
+        ok: Lane::ZERO,
+    };
+}
+
+/// The largest `|v|` of a slice, exactly (an integer maximum over the magnitudes' bits; NaN
+/// comes out as NaN).
+fn max_abs_bits(v: &[f32]) -> f32 {
+    f32::from_bits(v.iter().fold(0u32, |m, x| m.max(x.to_bits() & 0x7fff_ffff)))
+}
+
+pub(crate) mod sealed {
+    use super::*;
+
+    /// The buffers of a width (crate-internal).
+    pub trait ShapeKernel {
+        /// One sample: `[f32; N]`.
+        type Row: Copy + PartialEq + core::fmt::Debug + Send + Sync;
+        /// Sixteen samples, feature-major: `[Lane; N]`.
+        type Block: Copy + Send + Sync;
+        /// A zero block.
+        const BLOCK_ZERO: Self::Block;
+        /// Loads up to sixteen rows (zero past their end).
+        fn load(rows: &[Self::Row], out: &mut Self::Block);
+        /// Stores the first `rows.len()` samples.
+        fn store(b: &Self::Block, rows: &mut [Self::Row]);
+        /// The lanes of a block.
+        fn lanes(b: &Self::Block) -> &[Lane];
+        /// The lanes of a block, mutable.
+        fn lanes_mut(b: &mut Self::Block) -> &mut [Lane];
+        /// The values of a row.
+        fn values(r: &Self::Row) -> &[f32];
+    }
+
+    impl<const N: usize> ShapeKernel for Dim<N> {
+        type Row = [f32; N];
+        type Block = [Lane; N];
+        const BLOCK_ZERO: Self::Block = [Lane::ZERO; N];
+        #[inline(always)]
+        fn load(rows: &[[f32; N]], out: &mut [Lane; N]) {
+            lanes::load_rows(rows, out);
+        }
+        #[inline(always)]
+        fn store(b: &[Lane; N], rows: &mut [[f32; N]]) {
+            lanes::store_rows(b, rows);
+        }
+        #[inline(always)]
+        fn lanes(b: &[Lane; N]) -> &[Lane] {
+            b
+        }
+        #[inline(always)]
+        fn lanes_mut(b: &mut [Lane; N]) -> &mut [Lane] {
+            b
+        }
+        #[inline(always)]
+        fn values(r: &[f32; N]) -> &[f32] {
+            r
+        }
+    }
+
+    /// A block of the input (`In`) or output (`Out`) shape of `L`.
+    pub type InBlock<L> = <<L as LayerKernel>::In as ShapeKernel>::Block;
+    /// See [`InBlock`].
+    pub type OutBlock<L> = <<L as LayerKernel>::Out as ShapeKernel>::Block;
+    /// A row of the input shape of `L`.
+    pub type InRow<L> = <<L as LayerKernel>::In as ShapeKernel>::Row;
+
+    /// The kernels of a layer or chain (crate-internal). Every tile method handles the
+    /// first `nb` blocks of the tile.
+    pub trait LayerKernel: Sized {
+        /// Input width.
+        type In: super::Shape;
+        /// Output width.
+        type Out: super::Shape;
+        /// Tile buffers.
+        type Tile: ConstZero + Send;
+        /// Parameter gradients.
+        type Grads: ConstZero + Clone + PartialEq + core::fmt::Debug + Send + Sync;
+        /// The state of optimizer `P`.
+        type State<P: Rule>: ConstZero + Clone + PartialEq + core::fmt::Debug + Send + Sync;
+        /// The activation of the last dense layer.
+        type Last: Activation;
+
+        fn init_glorot(&mut self, rng: &mut SplitMix64);
+        /// Each dense layer's weights (row-major) then biases, in order.
+        fn visit(&self, f: &mut impl FnMut(&[f32]));
+        fn visit_mut(&mut self, f: &mut impl FnMut(&mut [f32]));
+        fn visit_grads(g: &Self::Grads, f: &mut impl FnMut(&[f32]));
+        fn visit_state<P: Rule>(s: &Self::State<P>, f: &mut impl FnMut(&[f32]));
+        fn describe(&self, f: &mut impl FnMut(LayerInfo, &dyn ActivationF64));
+
+        /// Inference of one block.
+        fn forward_block(&self, x: &InBlock<Self>, y: &mut OutBlock<Self>);
+        /// Training forward pass of a tile; `valid` masks the samples of the last block.
+        fn forward_tile(&self, x: &[InBlock<Self>], t: &mut Self::Tile, valid: Lane);
+        /// The last layer's outputs and its `d` buffer, and its activation.
+        fn last<'t>(
+            &self,
+            t: &'t mut Self::Tile,
+        ) -> (
+            &'t [OutBlock<Self>; TILE_BLOCKS],
+            &'t mut [OutBlock<Self>; TILE_BLOCKS],
+            &Self::Last,
+        );
+        /// The last layer's outputs.
+        fn out(t: &Self::Tile) -> &[OutBlock<Self>; TILE_BLOCKS];
+        /// Folds the last layer's complete `d` into its statistics.
+        fn track_last(t: &mut Self::Tile, nb: usize);
+        /// The `d` of every layer but the last, from the last one's.
+        fn backprop(&self, t: &mut Self::Tile, nb: usize);
+        /// `dx = f.backward(kept, W^T d)` of the first layer, for the layer below.
+        fn input_grad<F: Activation>(&self, t: &Self::Tile, dx: &mut [InBlock<Self>], f: &F);
+        /// The parameter gradients of the tile, stored (`first`) or added to `g`.
+        fn accumulate(
+            &self,
+            x: &[InBlock<Self>],
+            rows: Option<&[InRow<Self>]>,
+            t: &Self::Tile,
+            g: &mut Self::Grads,
+            first: bool,
+        );
+        /// The fused update from the last tile: `prior + this tile` through `P`'s rule.
+        fn apply<P: Rule>(
+            &mut self,
+            x: &[InBlock<Self>],
+            rows: Option<&[InRow<Self>]>,
+            t: &Self::Tile,
+            step: &P::Step,
+            s: &mut Self::State<P>,
+            prior: Option<&Self::Grads>,
+        );
+        /// Starts a step's statistics.
+        fn reset(t: &mut Self::Tile);
+        /// Refuses an update that could overflow; returns the largest output.
+        fn check<P: Rule>(
+            &self,
+            t: &Self::Tile,
+            max_in: f64,
+            n: usize,
+            step: &P::Step,
+            s: &Self::State<P>,
+        ) -> Result<f64, Error>;
+    }
+}
+pub(crate) use sealed::{InBlock, InRow, LayerKernel, OutBlock, ShapeKernel};
+
+impl<const I: usize, const O: usize, A: Activation> Layer for Dense<I, O, A> {
+    const PARAMS: usize = I * O + O;
+    const DEPTH: usize = 1;
+}
+
+impl<const I: usize, const O: usize, A: Activation> LayerKernel for Dense<I, O, A> {
+    type In = Dim<I>;
+    type Out = Dim<O>;
+    type Tile = DenseTile<O>;
+    type Grads = DenseGrads<I, O>;
+    type State<P: Rule> = P::State<I, O>;
+    type Last = A;
+
+    fn init_glorot(&mut self, rng: &mut SplitMix64) {
+        Dense::init_glorot(self, rng);
+    }
+
+    fn visit(&self, f: &mut impl FnMut(&[f32])) {
+        f(self.weights().as_flattened());
+        f(self.bias());
+    }
+
+    fn visit_mut(&mut self, f: &mut impl FnMut(&mut [f32])) {
+        let (w, b) = self.params_mut();
+        f(w.as_flattened_mut());
+        f(b);
+    }
+
+    fn visit_grads(g: &DenseGrads<I, O>, f: &mut impl FnMut(&[f32])) {
+        f(g.w.as_flattened());
+        f(&g.b);
+    }
+
+    fn visit_state<P: Rule>(s: &P::State<I, O>, f: &mut impl FnMut(&[f32])) {
+        for slot in s.as_ref() {
+            f(slot.w.as_flattened());
+            f(&slot.b);
+        }
+    }
+
+    fn describe(&self, f: &mut impl FnMut(LayerInfo, &dyn ActivationF64)) {
+        let info = LayerInfo {
+            inputs: I,
+            outputs: O,
+            activation: self.activation().name(),
+            params: I * O + O,
+        };
+        f(info, self.activation());
+    }
+
+    #[inline]
+    fn forward_block(&self, x: &[Lane; I], y: &mut [Lane; O]) {
+        Dense::forward_block(self, x, y);
+        let act = self.activation();
+        for v in y.iter_mut() {
+            *v = act.forward(*v);
+        }
+    }
+
+    fn forward_tile(&self, x: &[[Lane; I]], t: &mut DenseTile<O>, valid: Lane) {
+        let nb = x.len();
+        self.forward_blocks(x, &mut t.a[..nb]);
+        let act = *self.activation();
+        let mut mx = t.max_out;
+        let full = lanes::gt(lanes::splat(1.0), lanes::zero());
+        let keep = lanes::gt(valid, lanes::zero());
+        for (b, (ab, db)) in t.a[..nb].iter_mut().zip(t.d[..nb].iter_mut()).enumerate() {
+            // Padded samples of the last block get 0 outputs and 0 kept values, so that
+            // nothing they compute (even an overflow) reaches a gradient or the bound.
+            let m = if b + 1 == nb { keep } else { full };
+            for (a, d) in ab.iter_mut().zip(db.iter_mut()) {
+                let (y, kept) = act.forward_train(*a);
+                let y = lanes::select(m, y, lanes::zero());
+                *a = y;
+                if <A as crate::activation::sealed::ActKernel>::KEEPS {
+                    *d = lanes::select(m, kept, lanes::zero());
+                }
+                mx = lanes::max(mx, lanes::abs(y));
+            }
+        }
+        t.max_out = mx;
+    }
+
+    fn last<'t>(
+        &self,
+        t: &'t mut DenseTile<O>,
+    ) -> (
+        &'t [[Lane; O]; TILE_BLOCKS],
+        &'t mut [[Lane; O]; TILE_BLOCKS],
+        &A,
+    ) {
+        (&t.a, &mut t.d, self.activation())
+    }
+
+    fn out(t: &DenseTile<O>) -> &[[Lane; O]; TILE_BLOCKS] {
+        &t.a
+    }
+
+    fn track_last(t: &mut DenseTile<O>, nb: usize) {
+        let (mut mx, mut ok) = (t.max_d, t.ok);
+        for db in &t.d[..nb] {
+            for &v in db {
+                mx = lanes::max(mx, lanes::abs(v));
+                // v * 0 + ok is NaN once a v is NaN or infinite.
+                ok = lanes::fma(v, lanes::zero(), ok);
+            }
+        }
+        t.max_d = mx;
+        t.ok = ok;
+    }
+
+    fn backprop(&self, _t: &mut DenseTile<O>, _nb: usize) {}
+
+    fn input_grad<F: Activation>(&self, t: &DenseTile<O>, dx: &mut [[Lane; I]], f: &F) {
+        let nb = dx.len();
+        self.backward_input_blocks_with(&t.d[..nb], dx, |kept, g| f.backward(kept, g));
+    }
+
+    fn accumulate(
+        &self,
+        x: &[[Lane; I]],
+        rows: Option<&[[f32; I]]>,
+        t: &DenseTile<O>,
+        g: &mut DenseGrads<I, O>,
+        first: bool,
+    ) {
+        let sink: Sink<'_, I, O, Sgd> = if first { Sink::Store(g) } else { Sink::Add(g) };
+        param_grads_tile(x, rows.filter(|_| I >= 16), &t.d[..x.len()], sink);
+    }
+
+    fn apply<P: Rule>(
+        &mut self,
+        x: &[[Lane; I]],
+        rows: Option<&[[f32; I]]>,
+        t: &DenseTile<O>,
+        step: &P::Step,
+        s: &mut P::State<I, O>,
+        prior: Option<&DenseGrads<I, O>>,
+    ) {
+        let (w, b) = self.params_mut();
+        let sink: Sink<'_, I, O, P> = Sink::Update {
+            w,
+            b,
+            state: s.as_mut(),
+            step,
+            prior,
+        };
+        param_grads_tile(x, rows.filter(|_| I >= 16), &t.d[..x.len()], sink);
+    }
+
+    fn reset(t: &mut DenseTile<O>) {
+        t.max_out = lanes::zero();
+        t.max_d = lanes::zero();
+        t.ok = lanes::zero();
+    }
+
+    fn check<P: Rule>(
+        &self,
+        t: &DenseTile<O>,
+        max_in: f64,
+        n: usize,
+        step: &P::Step,
+        s: &P::State<I, O>,
+    ) -> Result<f64, Error> {
+        if !lanes::all_finite(t.ok) {
+            return Err(Error::NonFinite {
+                what: "gradient",
+                index: None,
+            });
+        }
+        // |dW_jk| = |Σ_s d_sj x_sk| <= n max|d| max|x|; |db_j| <= n max|d|.
+        let g = n as f64 * f64::from(lanes::reduce_max(t.max_d)) * max_in.max(1.0);
+        let w = f64::from(self.max_abs());
+        let mut sm = [0.0f64; 2];
+        for (m, slot) in sm.iter_mut().zip(s.as_ref()) {
+            let v = max_abs_bits(slot.w.as_flattened()).max(max_abs_bits(&slot.b));
+            *m = f64::from(v);
+        }
+        if !(w.is_finite() && P::is_safe(step, w, g, sm)) {
+            return Err(Error::UpdateOverflow);
+        }
+        Ok(f64::from(lanes::reduce_max(t.max_out)))
+    }
+}
+
+impl<A: Layer, B: Layer<In = <A as LayerKernel>::Out>> Layer for Chain<A, B> {
+    const PARAMS: usize = A::PARAMS + B::PARAMS;
+    const DEPTH: usize = A::DEPTH + B::DEPTH;
+}
+
+impl<A: Layer, B: Layer<In = <A as LayerKernel>::Out>> LayerKernel for Chain<A, B> {
+    type In = A::In;
+    type Out = B::Out;
+    type Tile = (A::Tile, B::Tile);
+    type Grads = (A::Grads, B::Grads);
+    type State<P: Rule> = (A::State<P>, B::State<P>);
+    type Last = B::Last;
+
+    fn init_glorot(&mut self, rng: &mut SplitMix64) {
+        self.0.init_glorot(rng);
+        self.1.init_glorot(rng);
+    }
+
+    fn visit(&self, f: &mut impl FnMut(&[f32])) {
+        self.0.visit(f);
+        self.1.visit(f);
+    }
+
+    fn visit_mut(&mut self, f: &mut impl FnMut(&mut [f32])) {
+        self.0.visit_mut(f);
+        self.1.visit_mut(f);
+    }
+
+    fn visit_grads(g: &Self::Grads, f: &mut impl FnMut(&[f32])) {
+        A::visit_grads(&g.0, f);
+        B::visit_grads(&g.1, f);
+    }
+
+    fn visit_state<P: Rule>(s: &Self::State<P>, f: &mut impl FnMut(&[f32])) {
+        A::visit_state::<P>(&s.0, f);
+        B::visit_state::<P>(&s.1, f);
+    }
+
+    fn describe(&self, f: &mut impl FnMut(LayerInfo, &dyn ActivationF64)) {
+        self.0.describe(f);
+        self.1.describe(f);
+    }
+
+    #[inline]
+    fn forward_block(&self, x: &InBlock<Self>, y: &mut OutBlock<Self>) {
+        let mut mid = <A::Out as ShapeKernel>::BLOCK_ZERO;
+        self.0.forward_block(x, &mut mid);
+        self.1.forward_block(&mid, y);
+    }
+
+    fn forward_tile(&self, x: &[InBlock<Self>], t: &mut Self::Tile, valid: Lane) {
+        let nb = x.len();
+        self.0.forward_tile(x, &mut t.0, valid);
+        self.1.forward_tile(&A::out(&t.0)[..nb], &mut t.1, valid);
+    }
+
+    fn last<'t>(
+        &self,
+        t: &'t mut Self::Tile,
+    ) -> (
+        &'t [OutBlock<Self>; TILE_BLOCKS],
+        &'t mut [OutBlock<Self>; TILE_BLOCKS],
+        &Self::Last,
+    ) {
+        self.1.last(&mut t.1)
+    }
+
+    fn out(t: &Self::Tile) -> &[OutBlock<Self>; TILE_BLOCKS] {
+        B::out(&t.1)
+    }
+
+    fn track_last(t: &mut Self::Tile, nb: usize) {
+        B::track_last(&mut t.1, nb);
+    }
+
+    fn backprop(&self, t: &mut Self::Tile, nb: usize) {
+        self.1.backprop(&mut t.1, nb);
+        let (_, d, f) = self.0.last(&mut t.0);
+        self.1.input_grad(&t.1, &mut d[..nb], f);
+        A::track_last(&mut t.0, nb);
+        self.0.backprop(&mut t.0, nb);
+    }
+
+    fn input_grad<F: Activation>(&self, t: &Self::Tile, dx: &mut [InBlock<Self>], f: &F) {
+        self.0.input_grad(&t.0, dx, f);
+    }
+
+    fn accumulate(
+        &self,
+        x: &[InBlock<Self>],
+        rows: Option<&[InRow<Self>]>,
+        t: &Self::Tile,
+        g: &mut Self::Grads,
+        first: bool,
+    ) {
+        let nb = x.len();
+        self.0.accumulate(x, rows, &t.0, &mut g.0, first);
+        let a = A::out(&t.0);
+        self.1.accumulate(&a[..nb], None, &t.1, &mut g.1, first);
+    }
+
+    fn apply<P: Rule>(
+        &mut self,
+        x: &[InBlock<Self>],
+        rows: Option<&[InRow<Self>]>,
+        t: &Self::Tile,
+        step: &P::Step,
+        s: &mut Self::State<P>,
+        prior: Option<&Self::Grads>,
+    ) {
+        let nb = x.len();
+        // Tail first is not needed here: every `d` of the tile was computed by `backprop`
+        // with the old weights; the two halves' updates are independent.
+        self.0
+            .apply::<P>(x, rows, &t.0, step, &mut s.0, prior.map(|p| &p.0));
+        let a = A::out(&t.0);
+        self.1
+            .apply::<P>(&a[..nb], None, &t.1, step, &mut s.1, prior.map(|p| &p.1));
+    }
+
+    fn reset(t: &mut Self::Tile) {
+        A::reset(&mut t.0);
+        B::reset(&mut t.1);
+    }
+
+    fn check<P: Rule>(
+        &self,
+        t: &Self::Tile,
+        max_in: f64,
+        n: usize,
+        step: &P::Step,
+        s: &Self::State<P>,
+    ) -> Result<f64, Error> {
+        let mid = self.0.check::<P>(&t.0, max_in, n, step, &s.0)?;
+        self.1.check::<P>(&t.1, mid, n, step, &s.1)
+    }
+}

@@ -1,0 +1,867 @@
+//! [`Network<L, H>`](Network): any chain of dense layers `L` with a loss head `H`, trained by
+//! any [`Optimizer`] with the update fused into the backward pass.
+//!
+//! ```
+//! use fusedprop::{chain, Adam, Dense, NetWorkspace, Network, OptimizerState, Relu,
+//!                 SoftmaxCrossEntropy, Tanh};
+//!
+//! type Layers = chain![Dense<4, 16, Tanh>, Dense<16, 8, Relu>, Dense<8, 3>];
+//! let x = [[5.1, 3.5, 1.4, 0.2], [6.2, 2.9, 4.3, 1.3], [7.7, 3.0, 6.1, 2.3]];
+//! let y = [0, 1, 2];
+//! let mut net = Network::<Layers, SoftmaxCrossEntropy>::new(7);
+//! let adam = Adam::new(0.01)?;
+//! let mut state = OptimizerState::new();
+//! let mut ws = NetWorkspace::new();
+//! let first = net.train_step(&x, &y, &adam, &mut state, &mut ws)?;
+//! for _ in 0..100 {
+//!     net.train_step(&x, &y, &adam, &mut state, &mut ws)?;
+//! }
+//! assert!(net.loss(&x, &y)? < first);
+//! let mut classes = [0u32; 3];
+//! net.predict(&x, &mut classes)?;
+//! # Ok::<(), fusedprop::Error>(())
+//! ```
+//!
+//! # The training step
+//! Samples go through the network in tiles of [`TILE_SAMPLES`] (see [`Layer`] for the passes
+//! of a tile). The parameter gradients of every tile but the last are summed into the
+//! workspace; in the last tile each weight's gradient is completed and handed straight to the
+//! optimizer's rule with its state, never stored and swept again. Every `dL/dz` of the last tile
+//! is computed, with the weights before the update, before the first weight is written.
+//!
+//! # Refusing a step
+//! A step is refused, and leaves the weights and the optimizer state bit for bit as they were,
+//! when an input or a loss is not finite ([`Error::NonFinite`]), or when the bound on its update
+//! could overflow `f32` ([`Error::UpdateOverflow`]): each layer's gradient is at most
+//! `N max|dL/dz| max(|input|, 1)`, and the optimizer's rule says whether an update that large
+//! keeps every weight, velocity and moment finite.
+
+use core::fmt;
+
+use crate::error::{Error, same_len};
+use crate::head::{Classifier, Head, sealed::HeadKernel};
+use crate::lanes::{self, LANES};
+use crate::layer::{
+    ActivationF64, InBlock, InRow, Layer, LayerInfo, LayerKernel, OutBlock, ShapeKernel,
+};
+use crate::mlp::{StrBuf, TILE_BLOCKS, TILE_SAMPLES, finite_loss, finite_total};
+use crate::optim::{ConstZero, Optimizer};
+use crate::rng::SplitMix64;
+
+/// A row of a network's outputs, `[f32; O]`.
+pub type OutRow<L> = <<L as LayerKernel>::Out as ShapeKernel>::Row;
+
+/// A dense network: the layers `L` (a [`Dense`](crate::Dense) or a [`Chain`](crate::Chain) of
+/// them, written with [`chain!`](crate::chain)) and the loss head `H`
+/// ([`SoftmaxCrossEntropy`](crate::SoftmaxCrossEntropy),
+/// [`MeanSquaredError`](crate::MeanSquaredError),
+/// [`BinaryCrossEntropy`](crate::BinaryCrossEntropy)).
+///
+/// The weights are stored inline (`4 * PARAMS` bytes); nothing moves a network once it
+/// exists, and [`Network::ZERO`] is a `const`, so a large one can live in a `static` and be
+/// initialized in place with [`Network::init_glorot`] or [`Network::read_params`].
+///
+/// # Examples
+/// Regression with mean squared error, and binary classification:
+/// ```
+/// use fusedprop::{chain, BinaryCrossEntropy, Dense, MeanSquaredError, Momentum, NetWorkspace,
+///                 Network, OptimizerState, Relu, Sigmoid, Sgd};
+///
+/// let x = [[0.0, 1.0], [1.0, 0.0], [1.0, 1.0], [0.0, 0.0]];
+/// let t = [[1.0], [1.0], [2.0], [0.0]];
+/// let mut reg = Network::<chain![Dense<2, 8, Sigmoid>, Dense<8, 1>], MeanSquaredError>::new(1);
+/// let (opt, mut st, mut ws) = (Momentum::nesterov(0.1, 0.9)?, OptimizerState::new(), NetWorkspace::new());
+/// for _ in 0..200 {
+///     reg.train_step(&x, &t, &opt, &mut st, &mut ws)?;
+/// }
+/// assert!(reg.loss(&x, &t)? < 0.05);
+///
+/// let labels = [[1.0], [1.0], [0.0], [0.0]];
+/// let mut clf = Network::<chain![Dense<2, 8, Relu>, Dense<8, 1>], BinaryCrossEntropy>::new(2);
+/// let (sgd, mut st, mut ws) = (Sgd::new(0.5)?, OptimizerState::new(), NetWorkspace::new());
+/// for _ in 0..300 {
+///     clf.train_step(&x, &labels, &sgd, &mut st, &mut ws)?;
+/// }
+/// assert_eq!(clf.accuracy(&x, &[1, 1, 0, 0])?, 1.0);
+/// # Ok::<(), fusedprop::Error>(())
+/// ```
+#[derive(Clone, PartialEq)]
+pub struct Network<L, H> {
+    layers: L,
+    head: H,
+}
+
+/// Scratch memory for training a [`Network`] with layers `L`: one tile of inputs and of every
+/// layer's activations and gradients, and the partial gradient sums of a multi-tile batch.
+/// Owned by the caller and reused, so that no step allocates; [`NetWorkspace::ZERO`] is a
+/// `const` for statics.
+pub struct NetWorkspace<L: Layer> {
+    x: [InBlock<L>; TILE_BLOCKS],
+    tile: L::Tile,
+    acc: L::Grads,
+}
+
+impl<L: Layer> NetWorkspace<L> {
+    /// A zeroed workspace, as a `const`.
+    pub const ZERO: Self = Self {
+        x: [<L::In as ShapeKernel>::BLOCK_ZERO; TILE_BLOCKS],
+        tile: L::Tile::ZERO,
+        acc: L::Grads::ZERO,
+    };
+
+    /// A new workspace (by value).
+    #[must_use]
+    pub fn new() -> Self {
+        Self::ZERO
+    }
+}
+
+impl<L: Layer> Default for NetWorkspace<L> {
+    fn default() -> Self {
+        Self::ZERO
+    }
+}
+
+impl<L: Layer> fmt::Debug for NetWorkspace<L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("NetWorkspace")
+    }
+}
+
+/// The state of optimizer `P` for a network with layers `L` (velocities or moments, laid out
+/// as the parameters, and the step count), owned by the caller beside the network. Start it
+/// with [`OptimizerState::new`] (all zero, step 0), as Keras and PyTorch start theirs.
+#[derive(Clone, PartialEq, Debug)]
+pub struct OptimizerState<L: Layer, P: Optimizer> {
+    layers: L::State<P>,
+    step: u64,
+}
+
+impl<L: Layer, P: Optimizer> OptimizerState<L, P> {
+    /// Zero state at step 0, as a `const`.
+    pub const ZERO: Self = Self {
+        layers: <L::State<P> as ConstZero>::ZERO,
+        step: 0,
+    };
+
+    /// Zero state at step 0.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::ZERO
+    }
+
+    /// Steps taken (refused steps do not count).
+    #[must_use]
+    pub fn steps(&self) -> u64 {
+        self.step
+    }
+
+    /// The state's values in parameter order, slot by slot within each layer (for momentum
+    /// the velocity of each layer's weights then biases; for Adam the first moments then the
+    /// second moments of each layer).
+    pub fn visit(&self, mut f: impl FnMut(&[f32])) {
+        L::visit_state::<P>(&self.layers, &mut f);
+    }
+}
+
+impl<L: Layer, P: Optimizer> Default for OptimizerState<L, P> {
+    fn default() -> Self {
+        Self::ZERO
+    }
+}
+
+/// Gradients of every parameter of a [`Network`] with layers `L`.
+#[derive(Clone, PartialEq, Debug)]
+pub struct NetGradients<L: Layer> {
+    g: L::Grads,
+}
+
+impl<L: Layer> NetGradients<L> {
+    /// All zero, as a `const`.
+    pub const ZERO: Self = Self { g: L::Grads::ZERO };
+
+    /// The gradients in [`Network::write_params`] order into `out`.
+    ///
+    /// # Errors
+    /// [`Error::LengthMismatch`] unless `out.len() == L::PARAMS`.
+    pub fn write_flat(&self, out: &mut [f32]) -> Result<(), Error> {
+        same_len("parameters", L::PARAMS, out.len())?;
+        let mut at = 0;
+        L::visit_grads(&self.g, &mut |s: &[f32]| {
+            out[at..at + s.len()].copy_from_slice(s);
+            at += s.len();
+        });
+        Ok(())
+    }
+}
+
+impl<L: Layer> Default for NetGradients<L> {
+    fn default() -> Self {
+        Self::ZERO
+    }
+}
+
+/// The network, shared (for `gradients`) or unique (for training).
+enum NetRef<'a, L> {
+    Shared(&'a L),
+    Unique(&'a mut L),
+}
+
+impl<L> NetRef<'_, L> {
+    fn get(&self) -> &L {
+        match self {
+            NetRef::Shared(l) => l,
+            NetRef::Unique(l) => l,
+        }
+    }
+}
+
+/// Where the gradient of the last layer's outputs comes from.
+enum Seed<'a, T, R> {
+    /// The head's loss against these targets.
+    Targets(&'a [T]),
+    /// Given by the caller, per sample (`dL/dy`).
+    Given(&'a [R]),
+}
+
+/// What the last tile does with the parameter gradients.
+enum Finish<'a, L: Layer, P: Optimizer> {
+    Gradients(&'a mut L::Grads),
+    Update {
+        opt: &'a P,
+        state: &'a mut OptimizerState<L, P>,
+    },
+}
+
+impl<L: Layer + ConstZero, H: Head<L::Out> + ConstZero> Network<L, H> {
+    /// A network with every parameter zero, as a `const`: for statics and in-place
+    /// construction (then [`Network::init_glorot`]).
+    pub const ZERO: Self = Self {
+        layers: L::ZERO,
+        head: H::ZERO,
+    };
+
+    /// A network with Glorot-uniform weights and zero biases (Keras's defaults), from `seed`;
+    /// the same seed gives the same network on every target. Layers are drawn in order, each
+    /// row by row, so a two-layer ReLU network starts exactly as [`Mlp::new`](crate::Mlp::new)
+    /// with the same seed.
+    #[must_use]
+    pub fn new(seed: u64) -> Self {
+        let mut n = Self::ZERO;
+        n.init_glorot(seed);
+        n
+    }
+}
+
+impl<L: Layer, H: Head<L::Out>> Network<L, H> {
+    /// Trainable parameters.
+    pub const PARAMS: usize = L::PARAMS;
+
+    /// A network from its layers (for activations with parameters, such as
+    /// [`LeakyRelu`](crate::LeakyRelu), whose layers have no `ZERO`), in a `const` context.
+    #[must_use]
+    pub const fn from_layers(layers: L, head: H) -> Self {
+        Self { layers, head }
+    }
+
+    /// Glorot-uniform weights and zero biases from `seed`, in place.
+    pub fn init_glorot(&mut self, seed: u64) {
+        let mut rng = SplitMix64::new(seed);
+        self.layers.init_glorot(&mut rng);
+    }
+
+    /// The layers.
+    #[must_use]
+    pub fn layers(&self) -> &L {
+        &self.layers
+    }
+
+    /// Checks every weight is finite (for a network built with
+    /// [`Dense::from_parts`](crate::Dense::from_parts)).
+    ///
+    /// # Errors
+    /// [`Error::NonFinite`] (`"weight"`, index in [`Network::write_params`] order).
+    pub fn check_weights(&self) -> Result<(), Error> {
+        let mut at = 0;
+        let mut bad = None;
+        self.layers.visit(&mut |s: &[f32]| {
+            if bad.is_none()
+                && let Some(i) = s.iter().position(|v| !v.is_finite())
+            {
+                bad = Some(at + i);
+            }
+            at += s.len();
+        });
+        match bad {
+            None => Ok(()),
+            Some(i) => Err(Error::NonFinite {
+                what: "weight",
+                index: Some(i),
+            }),
+        }
+    }
+
+    /// Calls `f` with each dense layer's description and its activation's `f64` definition, in
+    /// order (for summaries and oracles).
+    pub fn visit_layers(&self, mut f: impl FnMut(LayerInfo, &dyn ActivationF64)) {
+        self.layers.describe(&mut f);
+    }
+
+    /// Every parameter, flattened: each layer's weights (row-major, `[out][in]`) then its
+    /// biases, layer by layer.
+    ///
+    /// # Errors
+    /// [`Error::LengthMismatch`] unless `out.len() == PARAMS`.
+    pub fn write_params(&self, out: &mut [f32]) -> Result<(), Error> {
+        same_len("parameters", L::PARAMS, out.len())?;
+        let mut at = 0;
+        self.layers.visit(&mut |s: &[f32]| {
+            out[at..at + s.len()].copy_from_slice(s);
+            at += s.len();
+        });
+        Ok(())
+    }
+
+    /// Sets every parameter from a flat slice in [`Network::write_params`] order.
+    ///
+    /// # Errors
+    /// [`Error::LengthMismatch`] unless `params.len() == PARAMS`; [`Error::NonFinite`]
+    /// (`"weight"`) if a value is not finite. On error the network is unchanged.
+    pub fn read_params(&mut self, params: &[f32]) -> Result<(), Error> {
+        same_len("parameters", L::PARAMS, params.len())?;
+        if let Some(i) = params.iter().position(|v| !v.is_finite()) {
+            return Err(Error::NonFinite {
+                what: "weight",
+                index: Some(i),
+            });
+        }
+        let mut at = 0;
+        self.layers.visit_mut(&mut |s: &mut [f32]| {
+            s.copy_from_slice(&params[at..at + s.len()]);
+            at += s.len();
+        });
+        Ok(())
+    }
+
+    /// Sets the weights from Keras's `model.get_weights()` order: for each layer its kernel,
+    /// `[inputs][outputs]` flattened, then its bias.
+    ///
+    /// # Errors
+    /// [`Error::LengthMismatch`] (`"tensors"`) unless there are two tensors per layer;
+    /// [`Error::ShapeMismatch`] for a tensor of the wrong size; [`Error::NonFinite`]
+    /// (`"weight"`, index in [`Network::write_params`] order). On error the network is
+    /// unchanged.
+    pub fn read_keras(&mut self, tensors: &[&[f32]]) -> Result<(), Error> {
+        self.read_tensors(tensors, true)
+    }
+
+    /// Sets the weights from PyTorch tensors in `state_dict` order (`0.weight`, `0.bias`,
+    /// `2.weight` ... of an `nn.Sequential`): each layer's weight `[out][in]` flattened, then
+    /// its bias.
+    ///
+    /// # Errors
+    /// As [`Network::read_keras`].
+    pub fn read_torch(&mut self, tensors: &[&[f32]]) -> Result<(), Error> {
+        self.read_tensors(tensors, false)
+    }
+
+    fn read_tensors(&mut self, tensors: &[&[f32]], keras: bool) -> Result<(), Error> {
+        same_len("tensors", 2 * L::DEPTH, tensors.len())?;
+        let mut err = None;
+        let (mut i, mut flat) = (0, 0);
+        self.layers
+            .describe(&mut |info: LayerInfo, _: &dyn ActivationF64| {
+                for (t, len) in [
+                    (2 * i, info.inputs * info.outputs),
+                    (2 * i + 1, info.outputs),
+                ] {
+                    if err.is_some() {
+                        return;
+                    }
+                    let v = tensors[t];
+                    if v.len() != len {
+                        err = Some(Error::ShapeMismatch {
+                            tensor: t,
+                            expected: len,
+                            found: v.len(),
+                        });
+                    } else if let Some(p) = v.iter().position(|x| !x.is_finite()) {
+                        // The index the value will have in `write_params` order.
+                        let p = if keras && t % 2 == 0 {
+                            (p % info.outputs) * info.inputs + p / info.outputs
+                        } else {
+                            p
+                        };
+                        err = Some(Error::NonFinite {
+                            what: "weight",
+                            index: Some(flat + p),
+                        });
+                    }
+                    flat += len;
+                }
+                i += 1;
+            });
+        if let Some(e) = err {
+            return Err(e);
+        }
+        let mut t = 0;
+        self.layers.visit_mut(&mut |s: &mut [f32]| {
+            let v = tensors[t];
+            if keras && t % 2 == 0 {
+                let o = tensors[t + 1].len();
+                let inputs = s.len() / o;
+                for (j, row) in s.chunks_mut(inputs).enumerate() {
+                    for (k, w) in row.iter_mut().enumerate() {
+                        *w = v[k * o + j];
+                    }
+                }
+            } else {
+                s.copy_from_slice(v);
+            }
+            t += 1;
+        });
+        Ok(())
+    }
+
+    /// The head's outputs for each sample: probabilities for the classification heads, the
+    /// values for [`MeanSquaredError`](crate::MeanSquaredError).
+    ///
+    /// # Errors
+    /// [`Error::LengthMismatch`] if `out.len() != x.len()`; [`Error::NonFinite`] (`"input"`)
+    /// if an input is not finite, or (`"output"`) if a sample's outputs overflow `f32`. On
+    /// error `out` may be partly written.
+    pub fn predict_proba(&self, x: &[InRow<L>], out: &mut [OutRow<L>]) -> Result<(), Error> {
+        same_len("outputs", x.len(), out.len())?;
+        for (block, (xs, os)) in x.chunks(LANES).zip(out.chunks_mut(LANES)).enumerate() {
+            let mut z = self.outputs_block(xs, block * LANES)?;
+            H::outputs(&mut z);
+            <L::Out as ShapeKernel>::store(&z, os);
+        }
+        Ok(())
+    }
+
+    /// Mean loss over a batch, as [`Network::train_step`] computes it (bit for bit).
+    ///
+    /// # Errors
+    /// [`Error::EmptyBatch`], [`Error::LengthMismatch`], a target the head refuses
+    /// ([`Error::LabelOutOfRange`], [`Error::NonFinite`], [`Error::TargetOutOfRange`]),
+    /// [`Error::NonFinite`] for a non-finite input or loss.
+    pub fn loss(&self, x: &[InRow<L>], y: &[H::T]) -> Result<f32, Error> {
+        check_batch::<L, H>(x, y)?;
+        let mut total = lanes::zero();
+        for (t, (xt, yt)) in x
+            .chunks(TILE_SAMPLES)
+            .zip(y.chunks(TILE_SAMPLES))
+            .enumerate()
+        {
+            let first = t * TILE_SAMPLES;
+            let mut tile = lanes::zero();
+            for (b, (xs, ys)) in xt.chunks(LANES).zip(yt.chunks(LANES)).enumerate() {
+                let start = first + b * LANES;
+                let z = self.forward_rows(xs, start)?;
+                let l =
+                    H::loss::<crate::Linear>(&z, &H::load(ys), lanes::valid(xs.len()), 0.0, None);
+                finite_loss(l, xs.len(), start)?;
+                tile += l;
+            }
+            total += tile;
+        }
+        finite_total(total)?;
+        Ok(lanes::sum(total) / x.len() as f32)
+    }
+
+    /// Gradients of the mean loss with respect to every parameter, into `grads`
+    /// (overwritten); returns the mean loss. The network is not changed.
+    ///
+    /// # Errors
+    /// As [`Network::loss`], and [`Error::NonFinite`] (`"gradient"`, index in
+    /// [`Network::write_params`] order) if a gradient overflows `f32`. On error `grads` may be
+    /// partly written.
+    pub fn gradients(
+        &self,
+        x: &[InRow<L>],
+        y: &[H::T],
+        grads: &mut NetGradients<L>,
+        ws: &mut NetWorkspace<L>,
+    ) -> Result<f32, Error> {
+        check_batch::<L, H>(x, y)?;
+        let loss = run::<L, H, crate::Sgd>(
+            NetRef::Shared(&self.layers),
+            x,
+            Seed::Targets(y),
+            ws,
+            Finish::Gradients(&mut grads.g),
+        )?;
+        let mut at = 0;
+        let mut bad = None;
+        L::visit_grads(&grads.g, &mut |s: &[f32]| {
+            if bad.is_none()
+                && let Some(i) = s.iter().position(|v| !v.is_finite())
+            {
+                bad = Some(at + i);
+            }
+            at += s.len();
+        });
+        match bad {
+            None => Ok(loss),
+            Some(i) => Err(Error::NonFinite {
+                what: "gradient",
+                index: Some(i),
+            }),
+        }
+    }
+
+    /// One optimizer step on the batch (full batch or mini-batch), the update fused into the
+    /// backward pass; returns the mean loss computed *before* the update (as Keras reports
+    /// it).
+    ///
+    /// # Errors
+    /// [`Error::EmptyBatch`], [`Error::LengthMismatch`], a target the head refuses (checked
+    /// before any work), [`Error::NonFinite`] for a non-finite input, loss or gradient,
+    /// [`Error::UpdateOverflow`] when the update could overflow. On error every weight and
+    /// the optimizer state are bit for bit unchanged.
+    pub fn train_step<P: Optimizer>(
+        &mut self,
+        x: &[InRow<L>],
+        y: &[H::T],
+        opt: &P,
+        state: &mut OptimizerState<L, P>,
+        ws: &mut NetWorkspace<L>,
+    ) -> Result<f32, Error> {
+        check_batch::<L, H>(x, y)?;
+        run::<L, H, P>(
+            NetRef::Unique(&mut self.layers),
+            x,
+            Seed::Targets(y),
+            ws,
+            Finish::Update { opt, state },
+        )
+    }
+
+    /// One optimizer step for a loss of your own: `dy[s]` is `dL/dy` for sample `s`, the
+    /// gradient of your loss (of the whole batch: include its `1/N` if it is a mean) with
+    /// respect to the network's outputs (the last layer's activations, before any head).
+    /// The backward pass and the update are fused as in [`Network::train_step`]. Get the
+    /// outputs to compute it from with [`Network::outputs`].
+    ///
+    /// # Errors
+    /// [`Error::EmptyBatch`], [`Error::LengthMismatch`], [`Error::NonFinite`] for a non-finite
+    /// input or output gradient, [`Error::UpdateOverflow`]. On error every weight and the
+    /// optimizer state are unchanged.
+    pub fn train_step_with_output_grad<P: Optimizer>(
+        &mut self,
+        x: &[InRow<L>],
+        dy: &[OutRow<L>],
+        opt: &P,
+        state: &mut OptimizerState<L, P>,
+        ws: &mut NetWorkspace<L>,
+    ) -> Result<(), Error> {
+        if x.is_empty() {
+            return Err(Error::EmptyBatch);
+        }
+        same_len("output gradients", x.len(), dy.len())?;
+        if let Some(i) = dy.iter().position(|r| {
+            !<L::Out as ShapeKernel>::values(r)
+                .iter()
+                .all(|v| v.is_finite())
+        }) {
+            return Err(Error::NonFinite {
+                what: "output gradient",
+                index: Some(i),
+            });
+        }
+        run::<L, H, P>(
+            NetRef::Unique(&mut self.layers),
+            x,
+            Seed::Given(dy),
+            ws,
+            Finish::Update { opt, state },
+        )
+        .map(|_| ())
+    }
+
+    /// The last layer's outputs (its activations, before the head) for each sample.
+    ///
+    /// # Errors
+    /// As [`Network::predict_proba`].
+    pub fn outputs(&self, x: &[InRow<L>], out: &mut [OutRow<L>]) -> Result<(), Error> {
+        same_len("outputs", x.len(), out.len())?;
+        for (block, (xs, os)) in x.chunks(LANES).zip(out.chunks_mut(LANES)).enumerate() {
+            let z = self.outputs_block(xs, block * LANES)?;
+            <L::Out as ShapeKernel>::store(&z, os);
+        }
+        Ok(())
+    }
+
+    /// Loads a block of rows, checks them, and runs it to the last layer's outputs.
+    fn forward_rows(&self, xs: &[InRow<L>], first: usize) -> Result<OutBlock<L>, Error> {
+        let mut xb = <L::In as ShapeKernel>::BLOCK_ZERO;
+        <L::In as ShapeKernel>::load(xs, &mut xb);
+        check_inputs::<L>(&xb, xs, first)?;
+        let mut z = <L::Out as ShapeKernel>::BLOCK_ZERO;
+        self.layers.forward_block(&xb, &mut z);
+        Ok(z)
+    }
+
+    /// [`Network::forward_rows`] with the outputs checked finite.
+    fn outputs_block(&self, xs: &[InRow<L>], first: usize) -> Result<OutBlock<L>, Error> {
+        let z = self.forward_rows(xs, first)?;
+        let mut ok = lanes::zero();
+        for &v in <L::Out as ShapeKernel>::lanes(&z) {
+            ok = lanes::fma(v, lanes::zero(), ok);
+        }
+        match lanes::first_non_finite(ok, xs.len()) {
+            None => Ok(z),
+            Some(s) => Err(Error::NonFinite {
+                what: "output",
+                index: Some(first + s),
+            }),
+        }
+    }
+}
+
+impl<L: Layer, H: Classifier<L::Out>> Network<L, H> {
+    /// The class of each sample: the most probable (the first one on ties) for
+    /// [`SoftmaxCrossEntropy`](crate::SoftmaxCrossEntropy), `p > 0.5` for a one-output
+    /// [`BinaryCrossEntropy`](crate::BinaryCrossEntropy).
+    ///
+    /// # Errors
+    /// As [`Network::predict_proba`].
+    pub fn predict(&self, x: &[InRow<L>], out: &mut [u32]) -> Result<(), Error> {
+        same_len("outputs", x.len(), out.len())?;
+        for (block, (xs, os)) in x.chunks(LANES).zip(out.chunks_mut(LANES)).enumerate() {
+            let z = self.outputs_block(xs, block * LANES)?;
+            let c = lanes::to_array(H::classes(&z));
+            for (o, c) in os.iter_mut().zip(c) {
+                *o = c as u32;
+            }
+        }
+        Ok(())
+    }
+
+    /// The class of one sample (as [`Network::predict`]).
+    ///
+    /// # Errors
+    /// As [`Network::predict_proba`] (index 0).
+    pub fn predict_one(&self, x: &InRow<L>) -> Result<u32, Error> {
+        let mut c = [0u32];
+        self.predict(core::slice::from_ref(x), &mut c)?;
+        Ok(c[0])
+    }
+
+    /// Fraction of samples whose predicted class is the label.
+    ///
+    /// # Errors
+    /// [`Error::EmptyBatch`], [`Error::LengthMismatch`], [`Error::LabelOutOfRange`] (a label
+    /// that is not a class), and as [`Network::predict_proba`].
+    pub fn accuracy(&self, x: &[InRow<L>], labels: &[u32]) -> Result<f32, Error> {
+        if x.is_empty() {
+            return Err(Error::EmptyBatch);
+        }
+        same_len("labels", x.len(), labels.len())?;
+        let classes = <H as HeadKernel<L::Out>>::CLASSES;
+        crate::error::check_labels(labels, classes)?;
+        let mut correct = 0usize;
+        for (block, (xs, ls)) in x.chunks(LANES).zip(labels.chunks(LANES)).enumerate() {
+            let z = self.outputs_block(xs, block * LANES)?;
+            let c = lanes::to_array(H::classes(&z));
+            correct += ls.iter().zip(c).filter(|(l, c)| **l as f32 == *c).count();
+        }
+        Ok(correct as f32 / x.len() as f32)
+    }
+}
+
+/// Checks a batch before any work.
+fn check_batch<L: Layer, H: Head<L::Out>>(x: &[InRow<L>], y: &[H::T]) -> Result<(), Error> {
+    if x.is_empty() {
+        return Err(Error::EmptyBatch);
+    }
+    same_len("targets", x.len(), y.len())?;
+    H::check(y)
+}
+
+/// Errors with the index of the first non-finite input of a loaded block.
+#[inline(always)]
+fn check_inputs<L: LayerKernel>(
+    xb: &InBlock<L>,
+    rows: &[InRow<L>],
+    first: usize,
+) -> Result<(), Error> {
+    let mut ok = lanes::zero();
+    for &v in <L::In as ShapeKernel>::lanes(xb) {
+        ok = lanes::fma(v, lanes::zero(), ok);
+    }
+    if lanes::all_finite(ok) {
+        return Ok(());
+    }
+    let bad = rows
+        .iter()
+        .position(|r| {
+            !<L::In as ShapeKernel>::values(r)
+                .iter()
+                .all(|v| v.is_finite())
+        })
+        .unwrap_or(0);
+    Err(Error::NonFinite {
+        what: "input",
+        index: Some(first + bad),
+    })
+}
+
+/// The shared forward + backward pass over a whole batch, tile by tile (module docs).
+fn run<L: Layer, H: Head<L::Out>, P: Optimizer>(
+    mut layers: NetRef<'_, L>,
+    x: &[InRow<L>],
+    seed: Seed<'_, H::T, OutRow<L>>,
+    ws: &mut NetWorkspace<L>,
+    mut finish: Finish<'_, L, P>,
+) -> Result<f32, Error> {
+    let n = x.len();
+    let inv_n = 1.0 / n as f32;
+    let tiles = n.div_ceil(TILE_SAMPLES);
+    let NetWorkspace { x: wx, tile, acc } = ws;
+    L::reset(tile);
+    let mut max_x = lanes::zero();
+    let mut loss = lanes::zero();
+    for t in 0..tiles {
+        let first = t * TILE_SAMPLES;
+        let count = (n - first).min(TILE_SAMPLES);
+        let nb = count.div_ceil(LANES);
+        let rows = &x[first..first + count];
+        for (b, xs) in rows.chunks(LANES).enumerate() {
+            <L::In as ShapeKernel>::load(xs, &mut wx[b]);
+            check_inputs::<L>(&wx[b], xs, first + b * LANES)?;
+            for &v in <L::In as ShapeKernel>::lanes(&wx[b]) {
+                max_x = lanes::max(max_x, lanes::abs(v));
+            }
+        }
+        let last_valid = lanes::valid(count - (nb - 1) * LANES);
+        let m = layers.get();
+        m.forward_tile(&wx[..nb], tile, last_valid);
+        let (a, d, f) = m.last(tile);
+        let mut tile_loss = lanes::zero();
+        for b in 0..nb {
+            let start = first + b * LANES;
+            let vn = (n - start).min(LANES);
+            let valid = lanes::valid(vn);
+            match seed {
+                Seed::Targets(y) => {
+                    let yb = H::load(&y[start..start + vn]);
+                    let l = H::loss(&a[b], &yb, valid, inv_n, Some((&mut d[b], f)));
+                    finite_loss(l, vn, start)?;
+                    tile_loss += l;
+                }
+                Seed::Given(g) => {
+                    let mut gb = <L::Out as ShapeKernel>::BLOCK_ZERO;
+                    <L::Out as ShapeKernel>::load(&g[start..start + vn], &mut gb);
+                    let dl = <L::Out as ShapeKernel>::lanes_mut(&mut d[b]);
+                    for (dv, &gv) in dl.iter_mut().zip(<L::Out as ShapeKernel>::lanes(&gb)) {
+                        *dv = crate::activation::sealed::ActKernel::backward(f, *dv, gv);
+                    }
+                }
+            }
+        }
+        loss += tile_loss;
+        L::track_last(tile, nb);
+        m.backprop(tile, nb);
+        let xt = &wx[..nb];
+        if t + 1 < tiles {
+            let target: &mut L::Grads = match &mut finish {
+                Finish::Gradients(g) => g,
+                Finish::Update { .. } => acc,
+            };
+            m.accumulate(xt, Some(rows), tile, target, t == 0);
+            continue;
+        }
+        finite_total(loss)?;
+        match &mut finish {
+            Finish::Gradients(g) => m.accumulate(xt, Some(rows), tile, g, t == 0),
+            Finish::Update { opt, state } => {
+                let NetRef::Unique(m) = &mut layers else {
+                    return Err(Error::EmptyBatch);
+                };
+                let step = opt.step(state.step + 1);
+                let max_in = f64::from(lanes::reduce_max(max_x));
+                m.check::<P>(tile, max_in, n, &step, &state.layers)?;
+                let prior = if tiles > 1 { Some(&*acc) } else { None };
+                m.apply::<P>(xt, Some(rows), tile, &step, &mut state.layers, prior);
+                state.step += 1;
+            }
+        }
+    }
+    Ok(lanes::sum(loss) / n as f32)
+}
+
+/// A Keras-like summary: each layer with its activation, output shape and parameter count,
+/// and the loss head.
+///
+/// ```
+/// use fusedprop::{chain, Dense, Network, Relu, SoftmaxCrossEntropy, Tanh};
+/// let net = Network::<chain![Dense<4, 16, Tanh>, Dense<16, 8, Relu>, Dense<8, 3>], SoftmaxCrossEntropy>::ZERO;
+/// let s = format!("{net}");
+/// assert!(s.contains("dense_1 (Dense, relu)") && s.contains("Total params: 243"));
+/// ```
+impl<L: Layer, H: Head<L::Out>> fmt::Display for Network<L, H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const THIN: &str = "-----------------------------------------------------------------";
+        const THICK: &str = "=================================================================";
+        writeln!(f, "Model: \"Network\"")?;
+        writeln!(f, "{THIN}")?;
+        writeln!(
+            f,
+            "{:<28}{:<22}{:>15}",
+            "Layer (type)", "Output Shape", "Param #"
+        )?;
+        writeln!(f, "{THICK}")?;
+        let mut i = 0;
+        let mut res = Ok(());
+        self.layers
+            .describe(&mut |info: LayerInfo, _: &dyn ActivationF64| {
+                if res.is_err() {
+                    return;
+                }
+                let mut name = StrBuf::<40>::new();
+                let mut shape = StrBuf::<24>::new();
+                let w = if i == 0 {
+                    fmt::Write::write_fmt(
+                        &mut name,
+                        format_args!("dense (Dense, {})", info.activation),
+                    )
+                } else {
+                    fmt::Write::write_fmt(
+                        &mut name,
+                        format_args!("dense_{i} (Dense, {})", info.activation),
+                    )
+                };
+                res = w
+                    .and_then(|()| {
+                        fmt::Write::write_fmt(&mut shape, format_args!("(None, {})", info.outputs))
+                    })
+                    .and_then(|()| {
+                        writeln!(
+                            f,
+                            "{:<28}{:<22}{:>15}",
+                            name.as_str(),
+                            shape.as_str(),
+                            info.params
+                        )
+                    });
+                i += 1;
+            });
+        res?;
+        writeln!(f, "{THICK}")?;
+        writeln!(f, "Total params: {}", L::PARAMS)?;
+        writeln!(f, "Trainable params: {}", L::PARAMS)?;
+        writeln!(f, "Non-trainable params: 0")?;
+        write!(f, "Loss head: {}", H::NAME)
+    }
+}
+
+impl<L: Layer + fmt::Debug, H: fmt::Debug> fmt::Debug for Network<L, H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Network")
+            .field("layers", &self.layers)
+            .field("head", &self.head)
+            .finish()
+    }
+}
