@@ -35,7 +35,7 @@
 use crate::activation::{Activation, ConstActivation};
 use crate::dense::{Dense, DenseGrads, Sink, param_grads_tile};
 use crate::error::Error;
-use crate::lanes::{self, Lane};
+use crate::lanes::{self, LANES, Lane};
 use crate::mlp::TILE_BLOCKS;
 use crate::optim::{ConstZero, Rule, Sgd};
 use crate::rng::SplitMix64;
@@ -166,6 +166,8 @@ pub(crate) mod sealed {
         type Block: Copy + Send + Sync;
         /// A zero block.
         const BLOCK_ZERO: Self::Block;
+        /// A zero row.
+        const ROW_ZERO: Self::Row;
         /// Loads up to sixteen rows (zero past their end).
         fn load(rows: &[Self::Row], out: &mut Self::Block);
         /// Stores the first `rows.len()` samples.
@@ -182,6 +184,7 @@ pub(crate) mod sealed {
         type Row = [f32; N];
         type Block = [Lane; N];
         const BLOCK_ZERO: Self::Block = [Lane::ZERO; N];
+        const ROW_ZERO: Self::Row = [0.0; N];
         #[inline(always)]
         fn load(rows: &[[f32; N]], out: &mut [Lane; N]) {
             lanes::load_rows(rows, out);
@@ -210,10 +213,12 @@ pub(crate) mod sealed {
     pub type OutBlock<L> = <<L as LayerKernel>::Out as ShapeKernel>::Block;
     /// A row of the input shape of `L`.
     pub type InRow<L> = <<L as LayerKernel>::In as ShapeKernel>::Row;
+    /// A row of the output shape of `L`.
+    pub type OutRow<L> = <<L as LayerKernel>::Out as ShapeKernel>::Row;
 
     /// The kernels of a layer or chain (crate-internal). Every tile method handles the
     /// first `nb` blocks of the tile.
-    pub trait LayerKernel: Sized {
+    pub trait LayerKernel: Sized + Send + Sync {
         /// Input width.
         type In: super::Shape;
         /// Output width.
@@ -235,6 +240,8 @@ pub(crate) mod sealed {
         fn visit_state<P: Rule>(s: &Self::State<P>, f: &mut impl FnMut(&[f32]));
         fn describe(&self, f: &mut impl FnMut(LayerInfo, &dyn ActivationF64));
 
+        /// Inference of one sample, vectorized over each layer's inputs (the latency path).
+        fn forward_one(&self, x: &InRow<Self>, y: &mut OutRow<Self>);
         /// Inference of one block.
         fn forward_block(&self, x: &InBlock<Self>, y: &mut OutBlock<Self>);
         /// Training forward pass of a tile; `valid` masks the samples of the last block.
@@ -277,6 +284,20 @@ pub(crate) mod sealed {
         );
         /// Starts a step's statistics.
         fn reset(t: &mut Self::Tile);
+        /// Folds another tile's statistics into `into` (the parallel step's slots).
+        fn merge_stats(into: &mut Self::Tile, from: &Self::Tile);
+        /// One round of the parallel step's ordered reduction: `total = parts[0]` (when
+        /// `first`) or `total += parts[0]`, then `+= parts[1]` ...; with `update`, the last part
+        /// goes through `P`'s rule instead, `w = rule(w, total + last)`. Element by element the
+        /// serial step's operations, so bit for bit its result.
+        fn reduce_round<P: Rule, const C: usize>(
+            &mut self,
+            parts: [&Self::Grads; C],
+            k: usize,
+            total: &mut Self::Grads,
+            first: bool,
+            update: Option<(&P::Step, &mut Self::State<P>)>,
+        );
         /// Refuses an update that could overflow; returns the largest output.
         fn check<P: Rule>(
             &self,
@@ -288,7 +309,7 @@ pub(crate) mod sealed {
         ) -> Result<f64, Error>;
     }
 }
-pub(crate) use sealed::{InBlock, InRow, LayerKernel, OutBlock, ShapeKernel};
+pub(crate) use sealed::{InBlock, InRow, LayerKernel, OutBlock, OutRow, ShapeKernel};
 
 impl<const I: usize, const O: usize, A: Activation> Layer for Dense<I, O, A> {
     const PARAMS: usize = I * O + O;
@@ -338,6 +359,21 @@ impl<const I: usize, const O: usize, A: Activation> LayerKernel for Dense<I, O, 
             params: I * O + O,
         };
         f(info, self.activation());
+    }
+
+    #[inline(always)]
+    fn forward_one(&self, x: &[f32; I], y: &mut [f32; O]) {
+        Dense::forward_one::<false>(self, x, y);
+        if <A as crate::activation::sealed::ActKernel>::KEEPS {
+            // The activation sixteen outputs at a time, through the same lane kernel as the
+            // batch path.
+            let act = self.activation();
+            for c in y.chunks_mut(LANES) {
+                let v = act.forward(lanes::load_partial(c));
+                let n = c.len();
+                c.copy_from_slice(&lanes::to_array(v)[..n]);
+            }
+        }
     }
 
     #[inline]
@@ -440,6 +476,59 @@ impl<const I: usize, const O: usize, A: Activation> LayerKernel for Dense<I, O, 
         param_grads_tile(x, rows.filter(|_| I >= 16), &t.d[..x.len()], sink);
     }
 
+    fn merge_stats(into: &mut DenseTile<O>, from: &DenseTile<O>) {
+        into.max_out = lanes::max(into.max_out, from.max_out);
+        into.max_d = lanes::max(into.max_d, from.max_d);
+        into.ok += from.ok;
+    }
+
+    fn reduce_round<P: Rule, const C: usize>(
+        &mut self,
+        parts: [&DenseGrads<I, O>; C],
+        k: usize,
+        total: &mut DenseGrads<I, O>,
+        first: bool,
+        update: Option<(&P::Step, &mut P::State<I, O>)>,
+    ) {
+        let (w, b) = self.params_mut();
+        let wp: [&[f32]; C] = core::array::from_fn(|i| parts[i].w.as_flattened());
+        let bp: [&[f32]; C] = core::array::from_fn(|i| &parts[i].b[..]);
+        match update {
+            None => {
+                reduce_flat::<P>(
+                    w.as_flattened_mut(),
+                    total.w.as_flattened_mut(),
+                    &wp[..k],
+                    first,
+                    None,
+                );
+                reduce_flat::<P>(b, &mut total.b, &bp[..k], first, None);
+            }
+            Some((step, s)) => {
+                let slots = s.as_mut();
+                let (mut sw, mut sb): ([&mut [f32]; 2], [&mut [f32]; 2]) =
+                    ([&mut [], &mut []], [&mut [], &mut []]);
+                for (i, slot) in slots.iter_mut().enumerate().take(2) {
+                    let DenseGrads {
+                        w: slot_w,
+                        b: slot_b,
+                    } = slot;
+                    sw[i] = slot_w.as_flattened_mut();
+                    sb[i] = slot_b;
+                }
+                let n = slots_len::<P, I, O>();
+                reduce_flat::<P>(
+                    w.as_flattened_mut(),
+                    total.w.as_flattened_mut(),
+                    &wp[..k],
+                    first,
+                    Some((step, &mut sw[..n])),
+                );
+                reduce_flat::<P>(b, &mut total.b, &bp[..k], first, Some((step, &mut sb[..n])));
+            }
+        }
+    }
+
     fn reset(t: &mut DenseTile<O>) {
         t.max_out = lanes::zero();
         t.max_d = lanes::zero();
@@ -516,6 +605,13 @@ impl<A: Layer, B: Layer<In = <A as LayerKernel>::Out>> LayerKernel for Chain<A, 
     fn describe(&self, f: &mut impl FnMut(LayerInfo, &dyn ActivationF64)) {
         self.0.describe(f);
         self.1.describe(f);
+    }
+
+    #[inline(always)]
+    fn forward_one(&self, x: &InRow<Self>, y: &mut OutRow<Self>) {
+        let mut mid = <A::Out as ShapeKernel>::ROW_ZERO;
+        self.0.forward_one(x, &mut mid);
+        self.1.forward_one(&mid, y);
     }
 
     #[inline]
@@ -600,6 +696,39 @@ impl<A: Layer, B: Layer<In = <A as LayerKernel>::Out>> LayerKernel for Chain<A, 
         B::reset(&mut t.1);
     }
 
+    fn merge_stats(into: &mut Self::Tile, from: &Self::Tile) {
+        A::merge_stats(&mut into.0, &from.0);
+        B::merge_stats(&mut into.1, &from.1);
+    }
+
+    fn reduce_round<P: Rule, const C: usize>(
+        &mut self,
+        parts: [&Self::Grads; C],
+        k: usize,
+        total: &mut Self::Grads,
+        first: bool,
+        update: Option<(&P::Step, &mut Self::State<P>)>,
+    ) {
+        let (ua, ub) = match update {
+            Some((step, s)) => (Some((step, &mut s.0)), Some((step, &mut s.1))),
+            None => (None, None),
+        };
+        self.0.reduce_round::<P, C>(
+            core::array::from_fn(|i| &parts[i].0),
+            k,
+            &mut total.0,
+            first,
+            ua,
+        );
+        self.1.reduce_round::<P, C>(
+            core::array::from_fn(|i| &parts[i].1),
+            k,
+            &mut total.1,
+            first,
+            ub,
+        );
+    }
+
     fn check<P: Rule>(
         &self,
         t: &Self::Tile,
@@ -610,5 +739,58 @@ impl<A: Layer, B: Layer<In = <A as LayerKernel>::Out>> LayerKernel for Chain<A, 
     ) -> Result<f64, Error> {
         let mid = self.0.check::<P>(&t.0, max_in, n, step, &s.0)?;
         self.1.check::<P>(&t.1, mid, n, step, &s.1)
+    }
+}
+
+/// The number of state slots of `P` for a dense layer.
+fn slots_len<P: Rule, const I: usize, const O: usize>() -> usize {
+    <P::State<I, O> as ConstZero>::ZERO.as_ref().len()
+}
+
+/// The ordered reduction of [`LayerKernel::reduce_round`] over one flat parameter array `w`,
+/// its running sum `total` and its state slots `s` (as many as the rule has).
+fn reduce_flat<P: Rule>(
+    w: &mut [f32],
+    total: &mut [f32],
+    parts: &[&[f32]],
+    first: bool,
+    update: Option<(&P::Step, &mut [&mut [f32]])>,
+) {
+    let sums = parts.len() - usize::from(update.is_some());
+    match update {
+        None => {
+            for (i, p) in parts.iter().enumerate() {
+                if i == 0 && first {
+                    total.copy_from_slice(p);
+                } else {
+                    for (t, &v) in total.iter_mut().zip(*p) {
+                        *t += v;
+                    }
+                }
+            }
+        }
+        Some((step, s)) => {
+            let last = parts[sums];
+            for e in 0..w.len() {
+                let mut acc = total[e];
+                for (i, p) in parts[..sums].iter().enumerate() {
+                    acc = if i == 0 && first { p[e] } else { acc + p[e] };
+                }
+                // The serial step's `prior + partial`, `prior` the sum of the earlier tiles.
+                let g = if sums == 0 && first {
+                    last[e]
+                } else {
+                    acc + last[e]
+                };
+                let mut st = [0.0f32; 2];
+                for (v, slot) in st.iter_mut().zip(s.iter()) {
+                    *v = slot[e];
+                }
+                w[e] = P::apply(step, w[e], g, &mut st);
+                for (v, slot) in st.iter().zip(s.iter_mut()) {
+                    slot[e] = *v;
+                }
+            }
+        }
     }
 }

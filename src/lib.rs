@@ -104,6 +104,8 @@ pub mod loss;
 mod math;
 pub mod mlp;
 pub mod network;
+#[cfg(feature = "rayon")]
+pub mod network_par;
 pub mod optim;
 #[cfg(feature = "rayon")]
 pub mod parallel;
@@ -128,6 +130,8 @@ pub use layer::{Chain, Dim, Layer, LayerInfo, Shape};
 pub use loss::{softmax_cross_entropy_backward, sparse_categorical_cross_entropy};
 pub use mlp::{Gradients, Mlp, TILE_SAMPLES, Workspace};
 pub use network::{NetGradients, NetWorkspace, Network, OptimizerState};
+#[cfg(feature = "rayon")]
+pub use network_par::NetParWorkspace;
 pub use optim::{Adam, Epsilon, Momentum, Optimizer, Sgd};
 #[cfg(feature = "rayon")]
 pub use parallel::{PAR_MIN_FLOP, ParWorkspace};

@@ -40,16 +40,19 @@ use core::fmt;
 
 use crate::error::{Error, same_len};
 use crate::head::{Classifier, Head, sealed::HeadKernel};
-use crate::lanes::{self, LANES};
-use crate::layer::{
-    ActivationF64, InBlock, InRow, Layer, LayerInfo, LayerKernel, OutBlock, ShapeKernel,
-};
+use crate::lanes::{self, LANES, Lane};
+use crate::layer::{ActivationF64, InBlock, Layer, LayerInfo, LayerKernel, OutBlock, ShapeKernel};
 use crate::mlp::{StrBuf, TILE_BLOCKS, TILE_SAMPLES, finite_loss, finite_total};
 use crate::optim::{ConstZero, Optimizer};
 use crate::rng::SplitMix64;
 
+/// A row of a network's inputs, `[f32; I]` (for generic code over networks).
+pub type InRow<L> = <<L as LayerKernel>::In as ShapeKernel>::Row;
 /// A row of a network's outputs, `[f32; O]`.
 pub type OutRow<L> = <<L as LayerKernel>::Out as ShapeKernel>::Row;
+/// A sample's target for head `H` of a network with layers `L`: `u32` labels for
+/// [`SoftmaxCrossEntropy`](crate::SoftmaxCrossEntropy), `[f32; O]` rows for the others.
+pub type Target<L, H> = <H as HeadKernel<<L as LayerKernel>::Out>>::T;
 
 /// A dense network: the layers `L` (a [`Dense`](crate::Dense) or a [`Chain`](crate::Chain) of
 /// them, written with [`chain!`](crate::chain)) and the loss head `H`
@@ -87,7 +90,7 @@ pub type OutRow<L> = <<L as LayerKernel>::Out as ShapeKernel>::Row;
 /// ```
 #[derive(Clone, PartialEq)]
 pub struct Network<L, H> {
-    layers: L,
+    pub(crate) layers: L,
     head: H,
 }
 
@@ -96,9 +99,9 @@ pub struct Network<L, H> {
 /// Owned by the caller and reused, so that no step allocates; [`NetWorkspace::ZERO`] is a
 /// `const` for statics.
 pub struct NetWorkspace<L: Layer> {
-    x: [InBlock<L>; TILE_BLOCKS],
-    tile: L::Tile,
-    acc: L::Grads,
+    pub(crate) x: [InBlock<L>; TILE_BLOCKS],
+    pub(crate) tile: L::Tile,
+    pub(crate) acc: L::Grads,
 }
 
 impl<L: Layer> NetWorkspace<L> {
@@ -131,10 +134,9 @@ impl<L: Layer> fmt::Debug for NetWorkspace<L> {
 /// The state of optimizer `P` for a network with layers `L` (velocities or moments, laid out
 /// as the parameters, and the step count), owned by the caller beside the network. Start it
 /// with [`OptimizerState::new`] (all zero, step 0), as Keras and PyTorch start theirs.
-#[derive(Clone, PartialEq, Debug)]
 pub struct OptimizerState<L: Layer, P: Optimizer> {
-    layers: L::State<P>,
-    step: u64,
+    pub(crate) layers: L::State<P>,
+    pub(crate) step: u64,
 }
 
 impl<L: Layer, P: Optimizer> OptimizerState<L, P> {
@@ -164,6 +166,32 @@ impl<L: Layer, P: Optimizer> OptimizerState<L, P> {
     }
 }
 
+impl<L: Layer, P: Optimizer> Clone for OptimizerState<L, P> {
+    fn clone(&self) -> Self {
+        Self {
+            layers: self.layers.clone(),
+            step: self.step,
+        }
+    }
+}
+
+/// Equal when every velocity or moment is equal (as `f32`: `-0.0 == 0.0`) and so is the step
+/// count.
+impl<L: Layer, P: Optimizer> PartialEq for OptimizerState<L, P> {
+    fn eq(&self, other: &Self) -> bool {
+        self.step == other.step && self.layers == other.layers
+    }
+}
+
+impl<L: Layer, P: Optimizer> fmt::Debug for OptimizerState<L, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OptimizerState")
+            .field("step", &self.step)
+            .field("layers", &self.layers)
+            .finish()
+    }
+}
+
 impl<L: Layer, P: Optimizer> Default for OptimizerState<L, P> {
     fn default() -> Self {
         Self::ZERO
@@ -171,9 +199,26 @@ impl<L: Layer, P: Optimizer> Default for OptimizerState<L, P> {
 }
 
 /// Gradients of every parameter of a [`Network`] with layers `L`.
-#[derive(Clone, PartialEq, Debug)]
 pub struct NetGradients<L: Layer> {
-    g: L::Grads,
+    pub(crate) g: L::Grads,
+}
+
+impl<L: Layer> Clone for NetGradients<L> {
+    fn clone(&self) -> Self {
+        Self { g: self.g.clone() }
+    }
+}
+
+impl<L: Layer> PartialEq for NetGradients<L> {
+    fn eq(&self, other: &Self) -> bool {
+        self.g == other.g
+    }
+}
+
+impl<L: Layer> fmt::Debug for NetGradients<L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NetGradients").field("g", &self.g).finish()
+    }
 }
 
 impl<L: Layer> NetGradients<L> {
@@ -217,7 +262,7 @@ impl<L> NetRef<'_, L> {
 }
 
 /// Where the gradient of the last layer's outputs comes from.
-enum Seed<'a, T, R> {
+pub(crate) enum Seed<'a, T, R> {
     /// The head's loss against these targets.
     Targets(&'a [T]),
     /// Given by the caller, per sample (`dL/dy`).
@@ -641,12 +686,37 @@ impl<L: Layer, H: Classifier<L::Out>> Network<L, H> {
 
     /// The class of one sample (as [`Network::predict`]).
     ///
+    /// A latency path for one sample: each layer vectorizes over its inputs rather than over
+    /// sixteen samples (fifteen of which would be padding), so it sums each neuron's products
+    /// in another order than [`Network::predict`]; the two agree except when two classes'
+    /// outputs are within a few rounding errors of each other.
+    ///
     /// # Errors
-    /// As [`Network::predict_proba`] (index 0).
+    /// [`Error::NonFinite`] (`"input"`, index 0) if an input is not finite, or (`"output"`,
+    /// index 0) if the outputs overflow `f32`.
+    #[inline]
     pub fn predict_one(&self, x: &InRow<L>) -> Result<u32, Error> {
-        let mut c = [0u32];
-        self.predict(core::slice::from_ref(x), &mut c)?;
-        Ok(c[0])
+        // PERF: an integer maximum over the magnitudes' bits vectorizes; finite means below
+        // the bits of infinity.
+        let worst = <L::In as ShapeKernel>::values(x)
+            .iter()
+            .fold(0u32, |m, v| m.max(v.to_bits() & 0x7fff_ffff));
+        if worst >= f32::INFINITY.to_bits() {
+            return Err(Error::NonFinite {
+                what: "input",
+                index: Some(0),
+            });
+        }
+        let mut z = <L::Out as ShapeKernel>::ROW_ZERO;
+        self.layers.forward_one(x, &mut z);
+        let z = <L::Out as ShapeKernel>::values(&z);
+        if !z.iter().all(|v| v.is_finite()) {
+            return Err(Error::NonFinite {
+                what: "output",
+                index: Some(0),
+            });
+        }
+        Ok(H::class_one(z))
     }
 
     /// Fraction of samples whose predicted class is the label.
@@ -672,7 +742,10 @@ impl<L: Layer, H: Classifier<L::Out>> Network<L, H> {
 }
 
 /// Checks a batch before any work.
-fn check_batch<L: Layer, H: Head<L::Out>>(x: &[InRow<L>], y: &[H::T]) -> Result<(), Error> {
+pub(crate) fn check_batch<L: Layer, H: Head<L::Out>>(
+    x: &[InRow<L>],
+    y: &[H::T],
+) -> Result<(), Error> {
     if x.is_empty() {
         return Err(Error::EmptyBatch);
     }
@@ -708,74 +781,91 @@ fn check_inputs<L: LayerKernel>(
     })
 }
 
+/// Forward pass, seed and backward pass of tile `t` up to (not including) the parameter
+/// gradients: loads the tile's rows into `wx`, fills `tile`, widens `max_x`; returns the
+/// number of blocks and the tile's per-lane loss sum. The layers are only read.
+pub(crate) fn tile_pass<L: Layer, H: Head<L::Out>>(
+    m: &L,
+    x: &[InRow<L>],
+    seed: &Seed<'_, Target<L, H>, OutRow<L>>,
+    t: usize,
+    wx: &mut [InBlock<L>; TILE_BLOCKS],
+    tile: &mut L::Tile,
+    max_x: &mut Lane,
+) -> Result<(usize, Lane), Error> {
+    let n = x.len();
+    let inv_n = 1.0 / n as f32;
+    let first = t * TILE_SAMPLES;
+    let count = (n - first).min(TILE_SAMPLES);
+    let nb = count.div_ceil(LANES);
+    for (b, xs) in x[first..first + count].chunks(LANES).enumerate() {
+        <L::In as ShapeKernel>::load(xs, &mut wx[b]);
+        check_inputs::<L>(&wx[b], xs, first + b * LANES)?;
+        for &v in <L::In as ShapeKernel>::lanes(&wx[b]) {
+            *max_x = lanes::max(*max_x, lanes::abs(v));
+        }
+    }
+    let last_valid = lanes::valid(count - (nb - 1) * LANES);
+    m.forward_tile(&wx[..nb], tile, last_valid);
+    let (a, d, f) = m.last(tile);
+    let mut tile_loss = lanes::zero();
+    for b in 0..nb {
+        let start = first + b * LANES;
+        let vn = (n - start).min(LANES);
+        let valid = lanes::valid(vn);
+        match seed {
+            Seed::Targets(y) => {
+                let yb = H::load(&y[start..start + vn]);
+                let l = H::loss(&a[b], &yb, valid, inv_n, Some((&mut d[b], f)));
+                finite_loss(l, vn, start)?;
+                tile_loss += l;
+            }
+            Seed::Given(g) => {
+                let mut gb = <L::Out as ShapeKernel>::BLOCK_ZERO;
+                <L::Out as ShapeKernel>::load(&g[start..start + vn], &mut gb);
+                let dl = <L::Out as ShapeKernel>::lanes_mut(&mut d[b]);
+                for (dv, &gv) in dl.iter_mut().zip(<L::Out as ShapeKernel>::lanes(&gb)) {
+                    *dv = crate::activation::sealed::ActKernel::backward(f, *dv, gv);
+                }
+            }
+        }
+    }
+    L::track_last(tile, nb);
+    m.backprop(tile, nb);
+    Ok((nb, tile_loss))
+}
+
 /// The shared forward + backward pass over a whole batch, tile by tile (module docs).
 fn run<L: Layer, H: Head<L::Out>, P: Optimizer>(
     mut layers: NetRef<'_, L>,
     x: &[InRow<L>],
-    seed: Seed<'_, H::T, OutRow<L>>,
+    seed: Seed<'_, Target<L, H>, OutRow<L>>,
     ws: &mut NetWorkspace<L>,
     mut finish: Finish<'_, L, P>,
 ) -> Result<f32, Error> {
     let n = x.len();
-    let inv_n = 1.0 / n as f32;
     let tiles = n.div_ceil(TILE_SAMPLES);
     let NetWorkspace { x: wx, tile, acc } = ws;
     L::reset(tile);
     let mut max_x = lanes::zero();
     let mut loss = lanes::zero();
     for t in 0..tiles {
-        let first = t * TILE_SAMPLES;
-        let count = (n - first).min(TILE_SAMPLES);
-        let nb = count.div_ceil(LANES);
-        let rows = &x[first..first + count];
-        for (b, xs) in rows.chunks(LANES).enumerate() {
-            <L::In as ShapeKernel>::load(xs, &mut wx[b]);
-            check_inputs::<L>(&wx[b], xs, first + b * LANES)?;
-            for &v in <L::In as ShapeKernel>::lanes(&wx[b]) {
-                max_x = lanes::max(max_x, lanes::abs(v));
-            }
-        }
-        let last_valid = lanes::valid(count - (nb - 1) * LANES);
-        let m = layers.get();
-        m.forward_tile(&wx[..nb], tile, last_valid);
-        let (a, d, f) = m.last(tile);
-        let mut tile_loss = lanes::zero();
-        for b in 0..nb {
-            let start = first + b * LANES;
-            let vn = (n - start).min(LANES);
-            let valid = lanes::valid(vn);
-            match seed {
-                Seed::Targets(y) => {
-                    let yb = H::load(&y[start..start + vn]);
-                    let l = H::loss(&a[b], &yb, valid, inv_n, Some((&mut d[b], f)));
-                    finite_loss(l, vn, start)?;
-                    tile_loss += l;
-                }
-                Seed::Given(g) => {
-                    let mut gb = <L::Out as ShapeKernel>::BLOCK_ZERO;
-                    <L::Out as ShapeKernel>::load(&g[start..start + vn], &mut gb);
-                    let dl = <L::Out as ShapeKernel>::lanes_mut(&mut d[b]);
-                    for (dv, &gv) in dl.iter_mut().zip(<L::Out as ShapeKernel>::lanes(&gb)) {
-                        *dv = crate::activation::sealed::ActKernel::backward(f, *dv, gv);
-                    }
-                }
-            }
-        }
+        let (nb, tile_loss) = tile_pass::<L, H>(layers.get(), x, &seed, t, wx, tile, &mut max_x)?;
         loss += tile_loss;
-        L::track_last(tile, nb);
-        m.backprop(tile, nb);
+        let first = t * TILE_SAMPLES;
+        let rows = Some(&x[first..(first + TILE_SAMPLES).min(n)]);
         let xt = &wx[..nb];
         if t + 1 < tiles {
             let target: &mut L::Grads = match &mut finish {
                 Finish::Gradients(g) => g,
                 Finish::Update { .. } => acc,
             };
-            m.accumulate(xt, Some(rows), tile, target, t == 0);
+            layers.get().accumulate(xt, rows, tile, target, t == 0);
             continue;
         }
         finite_total(loss)?;
         match &mut finish {
-            Finish::Gradients(g) => m.accumulate(xt, Some(rows), tile, g, t == 0),
+            Finish::Gradients(g) => layers.get().accumulate(xt, rows, tile, g, t == 0),
             Finish::Update { opt, state } => {
                 let NetRef::Unique(m) = &mut layers else {
                     return Err(Error::EmptyBatch);
@@ -784,7 +874,7 @@ fn run<L: Layer, H: Head<L::Out>, P: Optimizer>(
                 let max_in = f64::from(lanes::reduce_max(max_x));
                 m.check::<P>(tile, max_in, n, &step, &state.layers)?;
                 let prior = if tiles > 1 { Some(&*acc) } else { None };
-                m.apply::<P>(xt, Some(rows), tile, &step, &mut state.layers, prior);
+                m.apply::<P>(xt, rows, tile, &step, &mut state.layers, prior);
                 state.step += 1;
             }
         }
