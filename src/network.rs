@@ -50,6 +50,19 @@ use crate::rng::SplitMix64;
 pub type InRow<L> = <<L as LayerKernel>::In as ShapeKernel>::Row;
 /// A row of a network's outputs, `[f32; O]`.
 pub type OutRow<L> = <<L as LayerKernel>::Out as ShapeKernel>::Row;
+/// A row of zeros of the input shape of layers `L` (rows are `[f32; I]`, which is `Default`
+/// only up to 32): for generic code, with `as_ref`/`as_mut` for the values.
+#[must_use]
+pub fn zero_input<L: Layer>() -> InRow<L> {
+    <L::In as ShapeKernel>::ROW_ZERO
+}
+
+/// A row of zeros of the output shape of layers `L`.
+#[must_use]
+pub fn zero_output<L: Layer>() -> OutRow<L> {
+    <L::Out as ShapeKernel>::ROW_ZERO
+}
+
 /// A sample's target for head `H` of a network with layers `L`: `u32` labels for
 /// [`SoftmaxCrossEntropy`](crate::SoftmaxCrossEntropy), `[f32; O]` rows for the others.
 pub type Target<L, H> = <H as HeadKernel<<L as LayerKernel>::Out>>::T;

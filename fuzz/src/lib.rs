@@ -424,3 +424,20 @@ pub fn outcome(what: impl core::fmt::Debug) {
         eprintln!("outcome: {what:?}");
     }
 }
+
+/// `n` input rows of a network, cycled from a small pool (as [`batch`]).
+pub fn rows_of<L: fusedprop::Layer>(
+    u: &mut Unstructured,
+    n: usize,
+) -> Result<Vec<fusedprop::network::InRow<L>>> {
+    let pool_len = 1 + usize::from(u.arbitrary::<u8>()?) % 8;
+    let mut pool = Vec::with_capacity(pool_len);
+    for _ in 0..pool_len {
+        let mut r = fusedprop::network::zero_input::<L>();
+        for v in r.as_mut() {
+            *v = any_f32(u)?;
+        }
+        pool.push(r);
+    }
+    Ok((0..n).map(|i| pool[i % pool_len]).collect())
+}
