@@ -488,6 +488,12 @@ pub(crate) fn first_non_finite(x: Lane, n: usize) -> Option<usize> {
     x.to_array().iter().take(n).position(|v| !v.is_finite())
 }
 
+/// `|mag|` with the sign bit of `sign`, lane-wise (`-0` and NaN signs included).
+#[inline(always)]
+pub(crate) fn copysign(mag: Lane, sign: Lane) -> Lane {
+    mag.abs() | (sign & Lane::splat(-0.0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
