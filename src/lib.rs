@@ -99,6 +99,7 @@ mod error;
 pub mod gradcheck;
 mod lanes;
 pub mod loss;
+mod math;
 pub mod mlp;
 pub mod optim;
 #[cfg(feature = "rayon")]
