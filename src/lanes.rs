@@ -494,6 +494,16 @@ pub(crate) fn copysign(mag: Lane, sign: Lane) -> Lane {
     mag.abs() | (sign & Lane::splat(-0.0))
 }
 
+/// `2^n` for integer-valued `n` in `[-126, 127]`, lane-wise, from the exponent bits (adding
+/// `2^23 + 127` puts `n + 127` in the low bits, the shift moves it to the exponent field).
+#[inline(always)]
+pub(crate) fn pow2i(n: Lane) -> Lane {
+    use wide::bytemuck::cast;
+    use wide::i32x16;
+    let biased: i32x16 = cast(n + splat(8_388_608.0 + 127.0));
+    cast(biased << 23)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
