@@ -494,8 +494,9 @@ pub(crate) fn copysign(mag: Lane, sign: Lane) -> Lane {
     mag.abs() | (sign & Lane::splat(-0.0))
 }
 
-/// `2^n` for integer-valued `n` in `[-126, 127]`, lane-wise, from the exponent bits (adding
-/// `2^23 + 127` puts `n + 127` in the low bits, the shift moves it to the exponent field).
+/// `2^n` for integer-valued `n` in `[-126, 127]`, lane-wise, built from the exponent bits.
+// Adding `2^23 + 127` puts `n + 127` in the low mantissa bits; the shift moves it to the
+// exponent field.
 #[inline(always)]
 pub(crate) fn pow2i(n: Lane) -> Lane {
     use wide::bytemuck::cast;

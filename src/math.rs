@@ -80,8 +80,9 @@ fn horner(x: Lane, c: &[f32]) -> Lane {
 /// `e^x` for `x <= 0` (or NaN), lane-wise: `lanes::exp` without its overflow, NaN and
 /// infinity cases, which these arguments never need, and without branches.
 ///
-/// `x = r ln 2 + f` with `r = round(x / ln 2)` and `|f| <= ln 2 / 2` (Cody and Waite's two-part
-/// `ln 2`), `e^f = 1 + f + f^2 P(f)` with `lanes::exp`'s Taylor coefficients, times `2^r`.
+/// `x = r ln 2 + f` with `r = round(x / ln 2)` and `|f| <= ln 2 / 2` (Cody and Waite's
+/// two-part `ln 2`), `e^f = 1 + f + f^2 P(f)` with `lanes::exp`'s Taylor coefficients, times
+/// `2^r`; measured within 1 ulp.
 /// `2^r` is applied as `2^(r + 64)` and then `2^-64`, so results below the normal range are
 /// rounded once, like any other (`e^-100 = 3.7e-44`); `x` is clamped to `-110`, where `e^x`
 /// rounds to `0` (so `e^-inf = 0`). NaN compares false in the clamp and stays NaN.
@@ -95,16 +96,17 @@ fn exp_neg(x: Lane) -> Lane {
         1.0 / 6.0,
         1.0 / 2.0,
     ];
-    // `f32::from_bits(63 << 23)` is `2^-64`.
     // 1.5 * 2^23: adding it rounds a float below 2^22 in magnitude to an integer.
     const ROUND: f32 = 12_582_912.0;
+    // 2^-64, from its exponent bits.
+    const TWO_M64: f32 = f32::from_bits(63 << 23);
     let lo = splat(-110.0);
     let x = select(gt(lo, x), lo, x);
     let r = fma(x, splat(core::f32::consts::LOG2_E), splat(ROUND)) - splat(ROUND);
     let f = fnma(r, splat(0.693_359_4), x);
     let f = fnma(r, splat(-2.121_944_4e-4), f);
     let p = fma(horner(f, &P), f * f, f) + splat(1.0);
-    p * pow2i(r + splat(64.0)) * splat(f32::from_bits(63 << 23))
+    p * pow2i(r + splat(64.0)) * splat(TWO_M64)
 }
 
 /// `(tanh(x) - x) / x^3 = P(x^2)` on `|x| < 0.625` (Chebyshev fit in `x^2`, error `4e-8`).
@@ -274,8 +276,8 @@ const ERF_P: [f32; 7] = [
 
 /// Error function, lane-wise.
 ///
-/// `x P(x^2)` for `|x| <= 1` (odd: `erf(-0) = -0`, and `erf(x) = 2x/sqrt(pi)` to the last
-/// bit for tiny `x`), else `sign(x) (1 - erfc(|x|))` with `erfc(y) = 2 Q(y sqrt 2)` from
+/// `x P(x^2)` for `|x| <= 1` (odd: `erf(-0) = -0`, and `erf(x)` is `x` times `2/sqrt(pi)`
+/// in `f32` for tiny `x`), else `sign(x) (1 - erfc(|x|))` with `erfc(y) = 2 Q(y sqrt 2)` from
 /// the normal tail (module docs); `|x|` is clamped to `4` there, where `erf` is `±1` in
 /// `f32`. `erf(±inf) = ±1`.
 ///
@@ -309,7 +311,8 @@ fn normal_parts(x: Lane) -> (Lane, Lane, Lane, Lane) {
 /// `approximate=False`, PyTorch's default).
 ///
 /// `Phi` from the normal tail (module docs), so `gelu(x)` keeps its relative accuracy for
-/// negative `x` down to about `-13`. `gelu(-inf) = -0`, `gelu(inf) = inf`.
+/// negative `x` deep into the tail (tested down to `|gelu(x)| = 1e-30` at `x = -11.4`;
+/// smaller results are within `2.2e-37`). `gelu(-inf) = -0`, `gelu(inf) = inf`.
 ///
 /// Measured max error against `f64`: `3.8e-7` relative (where `|gelu(x)| >= 1e-30`).
 #[inline(always)]
