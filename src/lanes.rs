@@ -500,6 +500,23 @@ pub(crate) fn gt_ones(a: Lane, b: Lane) -> Lane {
     a.simd_gt(b).select(splat(1.0), zero())
 }
 
+/// `|mag|` with the sign bit of `sign`, lane-wise (`-0` and NaN signs included).
+#[inline(always)]
+pub(crate) fn copysign(mag: Lane, sign: Lane) -> Lane {
+    mag.abs() | (sign & Lane::splat(-0.0))
+}
+
+/// `2^n` for integer-valued `n` in `[-126, 127]`, lane-wise, built from the exponent bits.
+// Adding `2^23 + 127` puts `n + 127` in the low mantissa bits; the shift moves it to the
+// exponent field.
+#[inline(always)]
+pub(crate) fn pow2i(n: Lane) -> Lane {
+    use wide::bytemuck::cast;
+    use wide::i32x16;
+    let biased: i32x16 = cast(n + splat(8_388_608.0 + 127.0));
+    cast(biased << 23)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
