@@ -3,7 +3,8 @@
 //! A *lane* holds one value for each of [`LANES`] samples: the training kernels store a block
 //! of samples feature-major, `[Lane; I]`, so that feature `k` of sixteen samples sits in one
 //! register and every kernel above this module is a sequence of lane-wise FMAs, with no
-//! shuffles and no horizontal sums inside the sample loop (DESIGN.md, "Data layout").
+//! shuffles and no horizontal sums inside the sample loop (ARCHITECTURE.md, "The path of a
+//! training step").
 //!
 //! The lane is `f32x16` on every target. With AVX-512 it is one `zmm` register; with AVX2
 //! `wide` splits it into two `f32x8` halves, which is the two-way unrolling the FMA pipes want

@@ -161,13 +161,7 @@ pub(crate) mod sealed {
     /// The buffers of a width (crate-internal).
     pub trait ShapeKernel {
         /// One sample: `[f32; N]`.
-        type Row: Copy
-            + PartialEq
-            + core::fmt::Debug
-            + Send
-            + Sync
-            + AsRef<[f32]>
-            + AsMut<[f32]>;
+        type Row: Copy + PartialEq + core::fmt::Debug + Send + Sync + AsRef<[f32]> + AsMut<[f32]>;
         /// Sixteen samples, feature-major: `[Lane; N]`.
         type Block: Copy + Send + Sync;
         /// A zero block.

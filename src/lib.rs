@@ -20,6 +20,40 @@
 //! # Ok::<(), fusedprop::Error>(())
 //! ```
 //!
+//! ## Any dense network
+//! [`Network<L, H>`](Network) trains any chain of dense layers `L`, written like a Keras
+//! `Sequential` with [`chain!`], with a loss head `H` and any [`Optimizer`]; widths are
+//! checked at compile time, and the optimizer's update is fused into the backward pass.
+//!
+//! ```
+//! use fusedprop::{chain, Adam, Dense, NetWorkspace, Network, OptimizerState, Relu,
+//!                 SoftmaxCrossEntropy, Tanh};
+//!
+//! // Dense(16, tanh) -> Dense(8, relu) -> Dense(3) with softmax + cross-entropy.
+//! type Layers = chain![Dense<4, 16, Tanh>, Dense<16, 8, Relu>, Dense<8, 3>];
+//! let mut net = Network::<Layers, SoftmaxCrossEntropy>::new(7);
+//! let (adam, mut state, mut ws) = (Adam::new(0.01)?, OptimizerState::new(), NetWorkspace::new());
+//! let x = [[5.1, 3.5, 1.4, 0.2], [6.2, 2.9, 4.3, 1.3], [7.7, 3.0, 6.1, 2.3]];
+//! let loss = net.train_step(&x, &[0, 1, 2], &adam, &mut state, &mut ws)?;
+//! assert!(loss.is_finite());
+//! # Ok::<(), fusedprop::Error>(())
+//! ```
+//!
+//! - activations, a type parameter of [`Dense`] fused into its passes: [`Linear`] (the
+//!   default), [`Relu`], [`LeakyRelu`], [`Tanh`], [`Sigmoid`], [`Silu`], [`Gelu`];
+//! - heads: [`SoftmaxCrossEntropy`] (class labels), [`MeanSquaredError`] (regression),
+//!   [`BinaryCrossEntropy`] (from the logits; binary or multi-label), or a loss of your own
+//!   through [`Network::train_step_with_output_grad`];
+//! - optimizers, as Keras defines them: [`Sgd`], [`Momentum`] (and Nesterov), [`Adam`] (and
+//!   AdamW, and PyTorch's placement of ε), with their state in a caller-owned
+//!   [`OptimizerState`];
+//! - weights in and out: [`Network::read_keras`] (`model.get_weights()` order),
+//!   [`Network::read_torch`] (`state_dict` order), [`Network::write_params`] /
+//!   [`Network::read_params`]; a Keras-like summary with `Display`.
+//!
+//! ARCHITECTURE.md in the repository maps the code: the path of a batch, and how to add an
+//! activation, a head or an optimizer.
+//!
 //! ## Layers of the crate
 //! - kernels, each usable alone: [`Dense`] (forward, backward, fused SGD), [`relu`],
 //!   [`softmax`], [`log_softmax`] and their backward functions,

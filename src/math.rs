@@ -60,7 +60,10 @@
 
 use crate::lanes::{self, Lane, copysign, div, fma, fnma, gt, pow2i, select, splat, zero};
 
-#[allow(dead_code, reason = "erf is documented and tested with the other activations; the layers use GELU's own form of the normal tail")]
+#[allow(
+    dead_code,
+    reason = "erf is documented and tested with the other activations; the layers use GELU's own form of the normal tail"
+)]
 /// `sqrt(2)`.
 const SQRT_2: f32 = core::f32::consts::SQRT_2;
 /// `1 / sqrt(2 pi)`.
@@ -263,7 +266,10 @@ fn tail_ratio(a: Lane) -> Lane {
     fma(horner(t, &TAIL_DP), t_lo, t * horner(t, &TAIL_P))
 }
 
-#[allow(dead_code, reason = "erf is documented and tested with the other activations; the layers use GELU's own form of the normal tail")]
+#[allow(
+    dead_code,
+    reason = "erf is documented and tested with the other activations; the layers use GELU's own form of the normal tail"
+)]
 /// `erf(x) / x = P(x^2)` on `|x| <= 1` (Chebyshev fit in `x^2`, error `1.2e-9`).
 const ERF_P: [f32; 7] = [
     7.875_875e-5,
@@ -275,7 +281,10 @@ const ERF_P: [f32; 7] = [
     core::f32::consts::FRAC_2_SQRT_PI,
 ];
 
-#[allow(dead_code, reason = "erf is documented and tested with the other activations; the layers use GELU's own form of the normal tail")]
+#[allow(
+    dead_code,
+    reason = "erf is documented and tested with the other activations; the layers use GELU's own form of the normal tail"
+)]
 /// Error function, lane-wise.
 ///
 /// `x P(x^2)` for `|x| <= 1` (odd: `erf(-0) = -0`, and `erf(x)` is `x` times `2/sqrt(pi)`

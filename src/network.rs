@@ -92,13 +92,13 @@ pub type Target<L, H> = <H as HeadKernel<<L as LayerKernel>::Out>>::T;
 /// }
 /// assert!(reg.loss(&x, &t)? < 0.05);
 ///
-/// let labels = [[1.0], [1.0], [0.0], [0.0]];
+/// let labels = [[1.0], [1.0], [1.0], [0.0]]; // x0 or x1
 /// let mut clf = Network::<chain![Dense<2, 8, Relu>, Dense<8, 1>], BinaryCrossEntropy>::new(2);
 /// let (sgd, mut st, mut ws) = (Sgd::new(0.5)?, OptimizerState::new(), NetWorkspace::new());
 /// for _ in 0..300 {
 ///     clf.train_step(&x, &labels, &sgd, &mut st, &mut ws)?;
 /// }
-/// assert_eq!(clf.accuracy(&x, &[1, 1, 0, 0])?, 1.0);
+/// assert_eq!(clf.accuracy(&x, &[1, 1, 1, 0])?, 1.0);
 /// # Ok::<(), fusedprop::Error>(())
 /// ```
 #[derive(Clone, PartialEq)]

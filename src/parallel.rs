@@ -157,7 +157,8 @@ impl<const I: usize, const H: usize, const O: usize, const C: usize> core::fmt::
     }
 }
 
-/// FLOP of one training step on `n` samples (DESIGN.md's count).
+/// FLOP of one training step on `n` samples: `2(IH + HO)` forward, `2(IH + HO)` weight
+/// gradients and `2HO` input gradient per sample.
 #[must_use]
 pub fn step_flop(inputs: usize, hidden: usize, outputs: usize, n: usize) -> u64 {
     let (i, h, o) = (inputs as u64, hidden as u64, outputs as u64);
