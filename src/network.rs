@@ -322,6 +322,21 @@ impl<L: Layer, H: Head<L::Out>> Network<L, H> {
         Self { layers, head }
     }
 
+    /// FLOP of one training step on `n` samples: per sample and layer `2 I O` forward, `2 I O`
+    /// for the weight gradients and, for every layer but the first, `2 I O` for the input
+    /// gradient.
+    #[must_use]
+    pub fn step_flop(&self, n: usize) -> u64 {
+        let mut flop = 0u64;
+        let mut first = true;
+        self.visit_layers(|info: LayerInfo, _| {
+            let io = (info.inputs * info.outputs) as u64;
+            flop += if first { 4 * io } else { 6 * io };
+            first = false;
+        });
+        flop * n as u64
+    }
+
     /// Glorot-uniform weights and zero biases from `seed`, in place.
     pub fn init_glorot(&mut self, seed: u64) {
         let mut rng = SplitMix64::new(seed);

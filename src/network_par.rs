@@ -15,7 +15,7 @@ use rayon::prelude::*;
 use crate::error::Error;
 use crate::head::Head;
 use crate::lanes::{self, Lane};
-use crate::layer::{Layer, LayerInfo};
+use crate::layer::Layer;
 use crate::mlp::{TILE_SAMPLES, finite_total};
 use crate::network::{
     InRow, NetWorkspace, Network, OptimizerState, Seed, Target, check_batch, tile_pass,
@@ -110,21 +110,6 @@ impl<L: Layer, const C: usize> core::fmt::Debug for NetParWorkspace<L, C> {
 }
 
 impl<L: Layer, H: Head<L::Out>> Network<L, H> {
-    /// FLOP of one training step on `n` samples: per sample and layer `2 I O` forward, `2 I O`
-    /// for the weight gradients and, for every layer but the first, `2 I O` for the input
-    /// gradient.
-    #[must_use]
-    pub fn step_flop(&self, n: usize) -> u64 {
-        let mut flop = 0u64;
-        let mut first = true;
-        self.visit_layers(|info: LayerInfo, _| {
-            let io = (info.inputs * info.outputs) as u64;
-            flop += if first { 4 * io } else { 6 * io };
-            first = false;
-        });
-        flop * n as u64
-    }
-
     /// [`Network::train_step`] with the tiles of the batch spread over rayon's threads; the
     /// loss, the weights and the optimizer state are bit for bit those of `train_step`,
     /// whatever the number of threads (module docs). Steps whose rounds of `C` tiles carry
