@@ -98,6 +98,12 @@ pub(crate) mod sealed {
         fn classes(z: &S::Block) -> Lane;
         /// The class of one sample from its logits.
         fn class_one(z: &[f32]) -> u32;
+        /// Targets from class labels in a lane (a packed batch's); `None` for heads whose
+        /// targets are not class labels.
+        fn label_lanes(y: Lane) -> Option<Self::TBlock> {
+            let _ = y;
+            None
+        }
     }
 }
 
@@ -156,6 +162,10 @@ impl<const O: usize> sealed::HeadKernel<Dim<O>> for SoftmaxCrossEntropy {
             idx = lanes::select(better, lanes::splat(j as f32), idx);
         }
         idx
+    }
+
+    fn label_lanes(y: Lane) -> Option<Lane> {
+        Some(y)
     }
 
     fn class_one(z: &[f32]) -> u32 {

@@ -178,6 +178,11 @@ pub(crate) mod sealed {
         fn lanes_mut(b: &mut Self::Block) -> &mut [Lane];
         /// The values of a row.
         fn values(r: &Self::Row) -> &[f32];
+        /// The memory of blocks viewed as rows (`16` rows a block).
+        fn as_rows_mut(b: &mut [Self::Block]) -> &mut [Self::Row];
+        /// Blocks back to rows, for the first `rows.len()` samples and the features below
+        /// the last multiple of 16 (what the row kernel of the weight gradients reads).
+        fn to_rows(b: &[Self::Block], rows: &mut [Self::Row]);
     }
 
     impl<const N: usize> ShapeKernel for Dim<N> {
@@ -205,6 +210,14 @@ pub(crate) mod sealed {
         fn values(r: &[f32; N]) -> &[f32] {
             r
         }
+        #[inline(always)]
+        fn as_rows_mut(b: &mut [[Lane; N]]) -> &mut [[f32; N]] {
+            lanes::as_rows_mut(b)
+        }
+        #[inline(always)]
+        fn to_rows(b: &[[Lane; N]], rows: &mut [[f32; N]]) {
+            lanes::blocks_to_rows(b, N - N % 16, rows);
+        }
     }
 
     /// A block of the input (`In`) or output (`Out`) shape of `L`.
@@ -218,7 +231,7 @@ pub(crate) mod sealed {
 
     /// The kernels of a layer or chain (crate-internal). Every tile method handles the
     /// first `nb` blocks of the tile.
-    pub trait LayerKernel: Sized + Send + Sync {
+    pub trait LayerKernel: Sized + Send + Sync + Clone + PartialEq + core::fmt::Debug {
         /// Input width.
         type In: super::Shape;
         /// Output width.

@@ -38,10 +38,13 @@
 
 use core::fmt;
 
+use crate::batch::PackedBatch;
 use crate::error::{Error, same_len};
 use crate::head::{Classifier, Head, sealed::HeadKernel};
 use crate::lanes::{self, LANES, Lane};
-use crate::layer::{ActivationF64, InBlock, Layer, LayerInfo, LayerKernel, OutBlock, ShapeKernel};
+use crate::layer::{
+    ActivationF64, Dim, InBlock, Layer, LayerInfo, LayerKernel, OutBlock, ShapeKernel,
+};
 use crate::mlp::{StrBuf, TILE_BLOCKS, TILE_SAMPLES, finite_loss, finite_total};
 use crate::optim::{ConstZero, Optimizer};
 use crate::rng::SplitMix64;
@@ -274,12 +277,42 @@ impl<L> NetRef<'_, L> {
     }
 }
 
+/// Where a step's inputs come from: rows, loaded into lanes tile by tile, or a
+/// [`PackedBatch`] already in lanes (and checked when it was filled).
+pub(crate) enum Inputs<'a, L: LayerKernel> {
+    Rows(&'a [InRow<L>]),
+    Blocks {
+        x: &'a [InBlock<L>],
+        n: usize,
+        max_x: Lane,
+    },
+}
+
+impl<L: LayerKernel> Clone for Inputs<'_, L> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<L: LayerKernel> Copy for Inputs<'_, L> {}
+
+impl<L: LayerKernel> Inputs<'_, L> {
+    fn len(&self) -> usize {
+        match self {
+            Inputs::Rows(x) => x.len(),
+            Inputs::Blocks { n, .. } => *n,
+        }
+    }
+}
+
 /// Where the gradient of the last layer's outputs comes from.
 pub(crate) enum Seed<'a, T, R> {
     /// The head's loss against these targets.
     Targets(&'a [T]),
     /// Given by the caller, per sample (`dL/dy`).
     Given(&'a [R]),
+    /// Class labels already in lanes (a [`PackedBatch`]'s, `-1` in padded lanes).
+    Labels(&'a [Lane]),
 }
 
 /// What the last tile does with the parameter gradients.
@@ -560,7 +593,7 @@ impl<L: Layer, H: Head<L::Out>> Network<L, H> {
         check_batch::<L, H>(x, y)?;
         let loss = run::<L, H, crate::Sgd>(
             NetRef::Shared(&self.layers),
-            x,
+            Inputs::Rows(x),
             Seed::Targets(y),
             ws,
             Finish::Gradients(&mut grads.g),
@@ -604,8 +637,58 @@ impl<L: Layer, H: Head<L::Out>> Network<L, H> {
         check_batch::<L, H>(x, y)?;
         run::<L, H, P>(
             NetRef::Unique(&mut self.layers),
-            x,
+            Inputs::Rows(x),
             Seed::Targets(y),
+            ws,
+            Finish::Update { opt, state },
+        )
+    }
+
+    /// [`Network::train_step`] on a batch packed once into lanes ([`PackedBatch`]): no
+    /// transposes and no input checks on every step, which is most of a small network's
+    /// step. Bit for bit the loss, weights and optimizer state of `train_step` on the same
+    /// rows. Class labels only: for [`SoftmaxCrossEntropy`](crate::SoftmaxCrossEntropy) heads.
+    ///
+    /// ```
+    /// use fusedprop::{chain, Dense, NetWorkspace, Network, OptimizerState, PackedBatch, Relu,
+    ///                 Sgd, SoftmaxCrossEntropy};
+    /// let x = [[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]];
+    /// let batch = PackedBatch::<2, 1>::from_rows(&x, &[0, 1, 1, 0])?;
+    /// let mut net = Network::<chain![Dense<2, 16, Relu>, Dense<16, 2>], SoftmaxCrossEntropy>::new(4);
+    /// let mut twin = net.clone();
+    /// let (sgd, mut s1, mut s2, mut ws) =
+    ///     (Sgd::new(0.5)?, OptimizerState::new(), OptimizerState::new(), NetWorkspace::new());
+    /// let a = net.train_step_packed(&batch, &sgd, &mut s1, &mut ws)?;
+    /// let b = twin.train_step(&x, &[0, 1, 1, 0], &sgd, &mut s2, &mut ws)?;
+    /// assert_eq!(a.to_bits(), b.to_bits());
+    /// assert!(net == twin);
+    /// # Ok::<(), fusedprop::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::EmptyBatch`] for an empty batch, [`Error::LabelOutOfRange`] (checked before
+    /// any work), and as [`Network::train_step`]. On error every weight and the optimizer
+    /// state are bit for bit unchanged.
+    pub fn train_step_packed<P: Optimizer, const I: usize, const O: usize, const B: usize>(
+        &mut self,
+        batch: &PackedBatch<I, B>,
+        opt: &P,
+        state: &mut OptimizerState<L, P>,
+        ws: &mut NetWorkspace<L>,
+    ) -> Result<f32, Error>
+    where
+        L: Layer<In = Dim<I>, Out = Dim<O>>,
+        H: Classifier<Dim<O>>,
+    {
+        let src = crate::mlp::Source::packed(batch);
+        crate::mlp::check_source::<I, O>(src)?;
+        let crate::mlp::Source::Packed { x, y, n, max_x, .. } = src else {
+            return Err(Error::EmptyBatch);
+        };
+        run::<L, H, P>(
+            NetRef::Unique(&mut self.layers),
+            Inputs::Blocks { x, n, max_x },
+            Seed::Labels(y),
             ws,
             Finish::Update { opt, state },
         )
@@ -645,7 +728,7 @@ impl<L: Layer, H: Head<L::Out>> Network<L, H> {
         }
         run::<L, H, P>(
             NetRef::Unique(&mut self.layers),
-            x,
+            Inputs::Rows(x),
             Seed::Given(dy),
             ws,
             Finish::Update { opt, state },
@@ -814,27 +897,37 @@ fn check_inputs<L: LayerKernel>(
 /// number of blocks and the tile's per-lane loss sum. The layers are only read.
 pub(crate) fn tile_pass<L: Layer, H: Head<L::Out>>(
     m: &L,
-    x: &[InRow<L>],
+    inputs: Inputs<'_, L>,
     seed: &Seed<'_, Target<L, H>, OutRow<L>>,
     t: usize,
     wx: &mut [InBlock<L>; TILE_BLOCKS],
     tile: &mut L::Tile,
     max_x: &mut Lane,
 ) -> Result<(usize, Lane), Error> {
-    let n = x.len();
+    let n = inputs.len();
     let inv_n = 1.0 / n as f32;
     let first = t * TILE_SAMPLES;
     let count = (n - first).min(TILE_SAMPLES);
     let nb = count.div_ceil(LANES);
-    for (b, xs) in x[first..first + count].chunks(LANES).enumerate() {
-        <L::In as ShapeKernel>::load(xs, &mut wx[b]);
-        check_inputs::<L>(&wx[b], xs, first + b * LANES)?;
-        for &v in <L::In as ShapeKernel>::lanes(&wx[b]) {
-            *max_x = lanes::max(*max_x, lanes::abs(v));
+    let b0 = first / LANES;
+    let xt: &[InBlock<L>] = match inputs {
+        Inputs::Rows(x) => {
+            for (b, xs) in x[first..first + count].chunks(LANES).enumerate() {
+                <L::In as ShapeKernel>::load(xs, &mut wx[b]);
+                check_inputs::<L>(&wx[b], xs, first + b * LANES)?;
+                for &v in <L::In as ShapeKernel>::lanes(&wx[b]) {
+                    *max_x = lanes::max(*max_x, lanes::abs(v));
+                }
+            }
+            &wx[..nb]
         }
-    }
+        Inputs::Blocks { x, max_x: mx, .. } => {
+            *max_x = lanes::max(*max_x, mx);
+            &x[b0..b0 + nb]
+        }
+    };
     let last_valid = lanes::valid(count - (nb - 1) * LANES);
-    m.forward_tile(&wx[..nb], tile, last_valid);
+    m.forward_tile(xt, tile, last_valid);
     let (a, d, f) = m.last(tile);
     let mut tile_loss = lanes::zero();
     for b in 0..nb {
@@ -844,6 +937,14 @@ pub(crate) fn tile_pass<L: Layer, H: Head<L::Out>>(
         match seed {
             Seed::Targets(y) => {
                 let yb = H::load(&y[start..start + vn]);
+                let l = H::loss(&a[b], &yb, valid, inv_n, Some((&mut d[b], f)));
+                finite_loss(l, vn, start)?;
+                tile_loss += l;
+            }
+            Seed::Labels(y) => {
+                let Some(yb) = H::label_lanes(y[b0 + b]) else {
+                    return Err(Error::EmptyBatch);
+                };
                 let l = H::loss(&a[b], &yb, valid, inv_n, Some((&mut d[b], f)));
                 finite_loss(l, vn, start)?;
                 tile_loss += l;
@@ -863,26 +964,51 @@ pub(crate) fn tile_pass<L: Layer, H: Head<L::Out>>(
     Ok((nb, tile_loss))
 }
 
+/// The inputs of tile `t` for the parameter gradients: in lanes, and as rows for a first
+/// layer of 16 inputs or more (the row kernel of the weight gradients): the caller's rows, or
+/// a packed tile transposed into `wx`, whose memory a packed batch leaves unused, so that
+/// both sources give bit for bit the same gradients.
+pub(crate) fn tile_inputs<'a, L: Layer>(
+    inputs: Inputs<'a, L>,
+    t: usize,
+    nb: usize,
+    wx: &'a mut [InBlock<L>; TILE_BLOCKS],
+) -> (&'a [InBlock<L>], Option<&'a [InRow<L>]>) {
+    let first = t * TILE_SAMPLES;
+    let count = (inputs.len() - first).min(TILE_SAMPLES);
+    match inputs {
+        Inputs::Rows(x) => (&wx[..nb], Some(&x[first..first + count])),
+        Inputs::Blocks { x, .. } => {
+            let xt = &x[first / LANES..first / LANES + nb];
+            if <L::In as crate::layer::Shape>::N < 16 {
+                return (xt, None);
+            }
+            let rows = &mut <L::In as ShapeKernel>::as_rows_mut(&mut wx[..])[..count];
+            <L::In as ShapeKernel>::to_rows(xt, rows);
+            (xt, Some(rows))
+        }
+    }
+}
+
 /// The shared forward + backward pass over a whole batch, tile by tile (module docs).
 fn run<L: Layer, H: Head<L::Out>, P: Optimizer>(
     mut layers: NetRef<'_, L>,
-    x: &[InRow<L>],
+    inputs: Inputs<'_, L>,
     seed: Seed<'_, Target<L, H>, OutRow<L>>,
     ws: &mut NetWorkspace<L>,
     mut finish: Finish<'_, L, P>,
 ) -> Result<f32, Error> {
-    let n = x.len();
+    let n = inputs.len();
     let tiles = n.div_ceil(TILE_SAMPLES);
     let NetWorkspace { x: wx, tile, acc } = ws;
     L::reset(tile);
     let mut max_x = lanes::zero();
     let mut loss = lanes::zero();
     for t in 0..tiles {
-        let (nb, tile_loss) = tile_pass::<L, H>(layers.get(), x, &seed, t, wx, tile, &mut max_x)?;
+        let (nb, tile_loss) =
+            tile_pass::<L, H>(layers.get(), inputs, &seed, t, wx, tile, &mut max_x)?;
         loss += tile_loss;
-        let first = t * TILE_SAMPLES;
-        let rows = Some(&x[first..(first + TILE_SAMPLES).min(n)]);
-        let xt = &wx[..nb];
+        let (xt, rows) = tile_inputs(inputs, t, nb, wx);
         if t + 1 < tiles {
             let target: &mut L::Grads = match &mut finish {
                 Finish::Gradients(g) => g,

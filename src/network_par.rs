@@ -18,7 +18,8 @@ use crate::lanes::{self, Lane};
 use crate::layer::Layer;
 use crate::mlp::{TILE_SAMPLES, finite_total};
 use crate::network::{
-    InRow, NetWorkspace, Network, OptimizerState, Seed, Target, check_batch, tile_pass,
+    InRow, Inputs, NetWorkspace, Network, OptimizerState, Seed, Target, check_batch, tile_inputs,
+    tile_pass,
 };
 use crate::optim::{ConstZero, Optimizer};
 use crate::parallel::PAR_MIN_FLOP;
@@ -172,11 +173,10 @@ fn par_run<L: Layer, H: Head<L::Out>, P: Optimizer, const C: usize>(
                 let t = t0 + i;
                 let mut mx = lanes::zero();
                 let NetWorkspace { x: wx, tile, acc } = ws;
-                match tile_pass::<L, H>(m, x, seed, t, wx, tile, &mut mx) {
+                match tile_pass::<L, H>(m, Inputs::<L>::Rows(x), seed, t, wx, tile, &mut mx) {
                     Ok((nb, l)) => {
-                        let first = t * TILE_SAMPLES;
-                        let rows = Some(&x[first..(first + TILE_SAMPLES).min(n)]);
-                        m.accumulate(&wx[..nb], rows, tile, acc, true);
+                        let (xt, rows) = tile_inputs(Inputs::<L>::Rows(x), t, nb, wx);
+                        m.accumulate(xt, rows, tile, acc, true);
                         *st = SlotStats {
                             loss: l,
                             max_x: mx,
