@@ -15,7 +15,7 @@ fn rows<const I: usize>(n: usize, seed: u64) -> Vec<[f32; I]> {
         .collect()
 }
 
-fn same<L: fusedprop::Layer, P: Optimizer, const I: usize, const B: usize>(n: usize, opt: P)
+fn same<L, P: Optimizer, const I: usize, const B: usize>(n: usize, opt: P)
 where
     L: fusedprop::Layer<In = fusedprop::Dim<I>, Out = fusedprop::Dim<3>>
         + fusedprop::optim::ConstZero,
