@@ -294,6 +294,9 @@ pub(crate) mod sealed {
         /// Whether the backward pass needs anything kept from the forward pass (not for
         /// [`Linear`](super::Linear)).
         const KEEPS: bool;
+        /// Whether this is [`Relu`](super::Relu), which the one-sample latency path applies
+        /// to each output as it is produced.
+        const RELU: bool = false;
         /// `f(z)`, lane-wise, for inference.
         fn forward(&self, z: Lane) -> Lane;
         /// `(f(z), kept)`: the output and what [`ActKernel::backward`] needs.
@@ -410,6 +413,7 @@ impl Activation for Linear {
 
 impl sealed::ActKernel for Relu {
     const KEEPS: bool = true;
+    const RELU: bool = true;
     #[inline(always)]
     fn forward(&self, z: Lane) -> Lane {
         lanes::relu(z)

@@ -376,15 +376,23 @@ impl<const I: usize, const O: usize, A: Activation> LayerKernel for Dense<I, O, 
 
     #[inline(always)]
     fn forward_one(&self, x: &[f32; I], y: &mut [f32; O]) {
+        if A::RELU {
+            Dense::forward_one::<true>(self, x, y);
+            return;
+        }
         Dense::forward_one::<false>(self, x, y);
-        if <A as crate::activation::sealed::ActKernel>::KEEPS {
+        if A::KEEPS {
             // The activation sixteen outputs at a time, through the same lane kernel as the
             // batch path.
             let act = self.activation();
-            for c in y.chunks_mut(LANES) {
-                let v = act.forward(lanes::load_partial(c));
-                let n = c.len();
-                c.copy_from_slice(&lanes::to_array(v)[..n]);
+            let (full, rest) = y.as_chunks_mut::<LANES>();
+            for c in full {
+                lanes::store16(act.forward(lanes::load16(c)), c);
+            }
+            if !rest.is_empty() {
+                let v = act.forward(lanes::load_partial(rest));
+                let n = rest.len();
+                rest.copy_from_slice(&lanes::to_array(v)[..n]);
             }
         }
     }
