@@ -273,3 +273,67 @@ pub fn check_mlp<const I: usize, const H: usize, const O: usize>(
         reference.loss(x, labels)
     })
 }
+
+/// [`check_gradients`] for a [`Network`](crate::Network) of any depth, activation and head:
+/// its analytic gradients ([`Network::gradients`](crate::Network::gradients)) against central
+/// differences of its loss computed in `f64` from the layers' and the head's `f64`
+/// definitions ([`Activation::eval_f64`](crate::Activation::eval_f64)), in
+/// [`Network::write_params`](crate::Network::write_params) order.
+///
+/// Allocates the workspace, the gradients and the parameter vectors on the heap (it is a
+/// development tool).
+///
+/// # Errors
+/// As [`Network::gradients`](crate::Network::gradients) for the batch, and as
+/// [`check_gradients`].
+///
+/// # Examples
+/// ```
+/// use fusedprop::{chain, gradcheck::check_network, Dense, Network, SoftmaxCrossEntropy, Tanh};
+/// let net = Network::<chain![Dense<4, 8, Tanh>, Dense<8, 5, Tanh>, Dense<5, 3>], SoftmaxCrossEntropy>::new(11);
+/// let x = [[0.5, -1.0, 2.0, 0.0], [1.0, 1.0, -0.5, 0.25]];
+/// let report = check_network(&net, &x, &[2, 0], 1e-5, 1e-4)?;
+/// assert_eq!(report.checked, 40 + 45 + 18);
+/// assert!(report.passed(1e-3), "{report:?}");
+/// # Ok::<(), fusedprop::Error>(())
+/// ```
+pub fn check_network<L: crate::Layer, H: crate::Head<L::Out>>(
+    net: &crate::Network<L, H>,
+    x: &[crate::network::InRow<L>],
+    y: &[crate::network::Target<L, H>],
+    step: f32,
+    floor: f64,
+) -> Result<GradCheck, Error> {
+    use crate::head::sealed::HeadKernel;
+    let mut ws = std::boxed::Box::new(crate::NetWorkspace::<L>::ZERO);
+    let mut grads = std::boxed::Box::new(crate::NetGradients::<L>::ZERO);
+    net.gradients(x, y, &mut grads, &mut ws)?;
+    let mut analytic = vec![0.0f32; L::PARAMS];
+    grads.write_flat(&mut analytic)?;
+    let mut params = vec![0.0f32; L::PARAMS];
+    net.write_params(&mut params)?;
+    check_gradients(&mut params, &analytic, step, floor, |p| {
+        let mut total = 0.0;
+        for (row, t) in x.iter().zip(y) {
+            let mut a: std::vec::Vec<f64> = row.as_ref().iter().map(|&v| f64::from(v)).collect();
+            let mut at = 0;
+            net.visit_layers(|info, act| {
+                let (w, rest) = p[at..].split_at(info.inputs * info.outputs);
+                let b = &rest[..info.outputs];
+                at += info.params;
+                a = (0..info.outputs)
+                    .map(|j| {
+                        let row = &w[j * info.inputs..(j + 1) * info.inputs];
+                        let z = row
+                            .iter()
+                            .zip(&a)
+                            .fold(f64::from(b[j]), |s, (&w, &v)| s + f64::from(w) * v);
+                        act.eval(z)
+                    })
+                    .collect();
+            });
+            total += <H as HeadKernel<L::Out>>::loss_f64(&a, t);
+        }
+        total / x.len() as f64
+    })
+}

@@ -26,6 +26,7 @@ use crate::layer::{Dim, Shape};
 use crate::loss::xent_lanes;
 use crate::math;
 use crate::optim::ConstZero;
+use crate::reference;
 
 /// Softmax over the outputs with sparse categorical cross-entropy: labels are class indices
 /// (Keras's `SparseCategoricalCrossentropy(from_logits=True)`, PyTorch's `CrossEntropyLoss`).
@@ -98,6 +99,9 @@ pub(crate) mod sealed {
         fn classes(z: &S::Block) -> Lane;
         /// The class of one sample from its logits.
         fn class_one(z: &[f32]) -> u32;
+        /// The loss of one sample from its outputs, in `f64`, written for clarity (the
+        /// oracle of the gradient checker and the tests).
+        fn loss_f64(z: &[f64], t: &Self::T) -> f64;
         /// Targets from class labels in a lane (a packed batch's); `None` for heads whose
         /// targets are not class labels.
         fn label_lanes(y: Lane) -> Option<Self::TBlock> {
@@ -166,6 +170,12 @@ impl<const O: usize> sealed::HeadKernel<Dim<O>> for SoftmaxCrossEntropy {
 
     fn label_lanes(y: Lane) -> Option<Lane> {
         Some(y)
+    }
+
+    fn loss_f64(z: &[f64], t: &u32) -> f64 {
+        let m = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let s: f64 = z.iter().map(|&v| reference::exp(v - m)).sum();
+        m + reference::ln(s) - z[*t as usize]
     }
 
     fn class_one(z: &[f32]) -> u32 {
@@ -248,6 +258,14 @@ impl<const O: usize> sealed::HeadKernel<Dim<O>> for MeanSquaredError {
         lanes::select(mask, l * lanes::splat(inv_o), lanes::zero())
     }
 
+    fn loss_f64(z: &[f64], t: &[f32; O]) -> f64 {
+        z.iter()
+            .zip(t)
+            .map(|(&v, &y)| (v - f64::from(y)) * (v - f64::from(y)))
+            .sum::<f64>()
+            / O as f64
+    }
+
     #[inline(always)]
     fn outputs(_z: &mut [Lane; O]) {}
 
@@ -304,6 +322,16 @@ impl<const O: usize> sealed::HeadKernel<Dim<O>> for BinaryCrossEntropy {
             }
         }
         lanes::select(mask, l * lanes::splat(inv_o), lanes::zero())
+    }
+
+    fn loss_f64(z: &[f64], t: &[f32; O]) -> f64 {
+        z.iter()
+            .zip(t)
+            .map(|(&v, &y)| {
+                v.max(0.0) - v * f64::from(y) + reference::ln(1.0 + reference::exp(-v.abs()))
+            })
+            .sum::<f64>()
+            / O as f64
     }
 
     #[inline(always)]
