@@ -641,16 +641,16 @@ impl<const I: usize, const O: usize, A: Activation> Dense<I, O, A> {
 
     /// [`Dense::backward_input_block`] for a run of blocks, bit for bit the same per block.
     pub(crate) fn backward_input_blocks(&self, dz: &[[Lane; O]], dx: &mut [[Lane; I]]) {
-        self.backward_input_blocks_with(dz, dx, |_, g| g);
+        self.backward_input_blocks_with::<true>(dz, dx, |_, g| g);
     }
 
     /// [`Dense::backward_input_blocks`] with each result `g` written as `f(old, g)`, where
     /// `old` is what `dx` held: a network's layer below keeps its activation's derivative
-    /// there, and `f` is that activation's backward.
+    /// there, and `f` is that activation's backward. `PLAIN` writes `g` itself (`f` unused).
     // PERF: the same 4 x 4 register tile as `forward_blocks`, over (inputs, blocks): the
     // broadcast weights `W[j][k..k + 4]` are shared by 4 blocks.
     #[inline(always)]
-    pub(crate) fn backward_input_blocks_with(
+    pub(crate) fn backward_input_blocks_with<const PLAIN: bool>(
         &self,
         dz: &[[Lane; O]],
         dx: &mut [[Lane; I]],
@@ -661,22 +661,26 @@ impl<const I: usize, const O: usize, A: Activation> Dense<I, O, A> {
         while b + 4 <= nb {
             let mut k = 0;
             while k + 4 <= I {
-                self.backward_input_tile::<4, 4>(dz, dx, b, k, f);
+                self.backward_input_tile::<PLAIN, 4, 4>(dz, dx, b, k, f);
                 k += 4;
             }
             match I - k {
-                3 => self.backward_input_tile::<3, 4>(dz, dx, b, k, f),
-                2 => self.backward_input_tile::<2, 4>(dz, dx, b, k, f),
-                1 => self.backward_input_tile::<1, 4>(dz, dx, b, k, f),
+                3 => self.backward_input_tile::<PLAIN, 3, 4>(dz, dx, b, k, f),
+                2 => self.backward_input_tile::<PLAIN, 2, 4>(dz, dx, b, k, f),
+                1 => self.backward_input_tile::<PLAIN, 1, 4>(dz, dx, b, k, f),
                 _ => {}
             }
             b += 4;
         }
         while b < nb {
-            let mut g = [lanes::zero(); I];
-            self.backward_input_block(&dz[b], &mut g);
-            for (d, g) in dx[b].iter_mut().zip(g) {
-                *d = f(*d, g);
+            if PLAIN {
+                self.backward_input_block(&dz[b], &mut dx[b]);
+            } else {
+                let mut g = [lanes::zero(); I];
+                self.backward_input_block(&dz[b], &mut g);
+                for (d, g) in dx[b].iter_mut().zip(g) {
+                    *d = f(*d, g);
+                }
             }
             b += 1;
         }
@@ -684,7 +688,7 @@ impl<const I: usize, const O: usize, A: Activation> Dense<I, O, A> {
 
     /// Inputs `k..k + R` of blocks `b..b + NB` of [`Dense::backward_input_blocks_with`].
     #[inline(always)]
-    fn backward_input_tile<const R: usize, const NB: usize>(
+    fn backward_input_tile<const PLAIN: bool, const R: usize, const NB: usize>(
         &self,
         dz: &[[Lane; O]],
         dx: &mut [[Lane; I]],
@@ -703,8 +707,13 @@ impl<const I: usize, const O: usize, A: Activation> Dense<I, O, A> {
             }
         }
         for (bb, a) in acc.iter().enumerate() {
-            for (d, &g) in dx[b + bb][k..k + R].iter_mut().zip(a) {
-                *d = f(*d, g);
+            let d = &mut dx[b + bb][k..k + R];
+            if PLAIN {
+                d.copy_from_slice(a);
+            } else {
+                for (d, &g) in d.iter_mut().zip(a) {
+                    *d = f(*d, g);
+                }
             }
         }
     }
@@ -736,7 +745,9 @@ pub(crate) enum Sink<'a, const I: usize, const O: usize, R: Rule = Sgd> {
     Update {
         w: &'a mut [[f32; I]; O],
         b: &'a mut [f32; O],
-        state: &'a mut [DenseGrads<I, O>],
+        /// The rule's state, as its array type, so that the number of slots is known at
+        /// compile time (SGD's zero slots cost nothing).
+        state: &'a mut R::State<I, O>,
         step: &'a R::Step,
         prior: Option<&'a DenseGrads<I, O>>,
     },
@@ -760,11 +771,11 @@ impl<const I: usize, const O: usize, R: Rule> Sink<'_, I, O, R> {
                     None => g,
                 };
                 let mut s = [0.0f32; 2];
-                for (sv, st) in s.iter_mut().zip(state.iter()) {
+                for (sv, st) in s.iter_mut().zip(state.as_ref()) {
                     *sv = st.w[j][k];
                 }
                 w[j][k] = R::apply(step, w[j][k], g, &mut s);
-                for (sv, st) in s.iter().zip(state.iter_mut()) {
+                for (sv, st) in s.iter().zip(state.as_mut()) {
                     st.w[j][k] = *sv;
                 }
             }
@@ -800,12 +811,12 @@ impl<const I: usize, const O: usize, R: Rule> Sink<'_, I, O, R> {
                     None => g,
                 };
                 let mut s = [lanes::zero(); 2];
-                for (sv, st) in s.iter_mut().zip(state.iter()) {
+                for (sv, st) in s.iter_mut().zip(state.as_ref()) {
                     *sv = lanes::load16(&st.w.as_flattened()[f..f + 16]);
                 }
                 let r = &mut w.as_flattened_mut()[f..f + 16];
                 lanes::store16(R::apply(step, lanes::load16(r), g, &mut s), r);
-                for (sv, st) in s.iter().zip(state.iter_mut()) {
+                for (sv, st) in s.iter().zip(state.as_mut()) {
                     lanes::store16(*sv, &mut st.w.as_flattened_mut()[f..f + 16]);
                 }
             }
@@ -838,14 +849,14 @@ impl<const I: usize, const O: usize, R: Rule> Sink<'_, I, O, R> {
                     None => g,
                 };
                 let mut s = [lanes::zero(); 2];
-                for (sv, st) in s.iter_mut().zip(state.iter()) {
+                for (sv, st) in s.iter_mut().zip(state.as_ref()) {
                     *sv = lanes::load8x2(&st.w[j][k..k + 8], &st.w[j + 1][k..k + 8]);
                 }
                 let (r0, r1) = rows2(w, j);
                 let v = lanes::load8x2(&r0[k..k + 8], &r1[k..k + 8]);
                 let v = R::apply(step, v, g, &mut s);
                 lanes::store8x2(v, &mut r0[k..k + 8], &mut r1[k..k + 8]);
-                for (sv, st) in s.iter().zip(state.iter_mut()) {
+                for (sv, st) in s.iter().zip(state.as_mut()) {
                     let (r0, r1) = rows2(&mut st.w, j);
                     lanes::store8x2(*sv, &mut r0[k..k + 8], &mut r1[k..k + 8]);
                 }
@@ -870,11 +881,11 @@ impl<const I: usize, const O: usize, R: Rule> Sink<'_, I, O, R> {
                     None => g,
                 };
                 let mut s = [0.0f32; 2];
-                for (sv, st) in s.iter_mut().zip(state.iter()) {
+                for (sv, st) in s.iter_mut().zip(state.as_ref()) {
                     *sv = st.b[j];
                 }
                 b[j] = R::apply(step, b[j], g, &mut s);
-                for (sv, st) in s.iter().zip(state.iter_mut()) {
+                for (sv, st) in s.iter().zip(state.as_mut()) {
                     st.b[j] = *sv;
                 }
             }

@@ -489,6 +489,12 @@ pub(crate) fn first_non_finite(x: Lane, n: usize) -> Option<usize> {
     x.to_array().iter().take(n).position(|v| !v.is_finite())
 }
 
+/// Whether every lane is `> 0`.
+#[inline(always)]
+pub(crate) fn all_positive(x: Lane) -> bool {
+    x.simd_gt(zero()).all()
+}
+
 /// Lane-wise square root, correctly rounded (IEEE `sqrt` on every target).
 #[inline(always)]
 pub(crate) fn sqrt(x: Lane) -> Lane {

@@ -410,24 +410,43 @@ impl<const I: usize, const O: usize, A: Activation> LayerKernel for Dense<I, O, 
         let nb = x.len();
         self.forward_blocks(x, &mut t.a[..nb]);
         let act = *self.activation();
-        let mut mx = t.max_out;
-        let full = lanes::gt(lanes::splat(1.0), lanes::zero());
-        let keep = lanes::gt(valid, lanes::zero());
-        for (b, (ab, db)) in t.a[..nb].iter_mut().zip(t.d[..nb].iter_mut()).enumerate() {
-            // Padded samples of the last block get 0 outputs and 0 kept values, so that
-            // nothing they compute (even an overflow) reaches a gradient or the bound.
-            let m = if b + 1 == nb { keep } else { full };
-            for (a, d) in ab.iter_mut().zip(db.iter_mut()) {
+        // PERF: two maxima in flight (one chain would serialize on the max latency); the
+        // activation, its kept value and the maximum in one pass over the outputs.
+        let mut mx = [t.max_out; 2];
+        let (a, d) = (&mut t.a[..nb], &mut t.d[..nb]);
+        for (ab, db) in a.iter_mut().zip(d.iter_mut()) {
+            for (i, (a, d)) in ab.iter_mut().zip(db.iter_mut()).enumerate() {
                 let (y, kept) = act.forward_train(*a);
-                let y = lanes::select(m, y, lanes::zero());
                 *a = y;
-                if <A as crate::activation::sealed::ActKernel>::KEEPS {
-                    *d = lanes::select(m, kept, lanes::zero());
+                if A::KEEPS {
+                    *d = kept;
                 }
-                mx = lanes::max(mx, lanes::abs(y));
+                mx[i & 1] = lanes::max(mx[i & 1], lanes::abs(y));
             }
         }
-        t.max_out = mx;
+        if !lanes::all_positive(valid) {
+            // Padded samples of the last block get 0 outputs and 0 kept values, so that
+            // nothing they compute (even an overflow) reaches a gradient or the bound.
+            let keep = lanes::gt(valid, lanes::zero());
+            let (ab, db) = (&mut a[nb - 1], &mut d[nb - 1]);
+            let mut m = lanes::zero();
+            for (a, d) in ab.iter_mut().zip(db.iter_mut()) {
+                *a = lanes::select(keep, *a, lanes::zero());
+                *d = lanes::select(keep, *d, lanes::zero());
+                m = lanes::max(m, lanes::abs(*a));
+            }
+            // The last block's maxima again, without its padded lanes: the tile's maximum
+            // over the earlier blocks, then this block's valid lanes.
+            let mut rest = t.max_out;
+            for ab in &a[..nb - 1] {
+                for &v in ab.iter() {
+                    rest = lanes::max(rest, lanes::abs(v));
+                }
+            }
+            t.max_out = lanes::max(rest, m);
+            return;
+        }
+        t.max_out = lanes::max(mx[0], mx[1]);
     }
 
     fn last<'t>(
@@ -462,7 +481,7 @@ impl<const I: usize, const O: usize, A: Activation> LayerKernel for Dense<I, O, 
 
     fn input_grad<F: Activation>(&self, t: &DenseTile<O>, dx: &mut [[Lane; I]], f: &F) {
         let nb = dx.len();
-        self.backward_input_blocks_with(&t.d[..nb], dx, |kept, g| f.backward(kept, g));
+        self.backward_input_blocks_with::<false>(&t.d[..nb], dx, |kept, g| f.backward(kept, g));
     }
 
     fn accumulate(
@@ -490,7 +509,7 @@ impl<const I: usize, const O: usize, A: Activation> LayerKernel for Dense<I, O, 
         let sink: Sink<'_, I, O, P> = Sink::Update {
             w,
             b,
-            state: s.as_mut(),
+            state: s,
             step,
             prior,
         };
