@@ -5,6 +5,8 @@
     reason = "each test file uses a different part of the shared support"
 )]
 
+pub mod net;
+
 use fusedprop::Mlp;
 use fusedprop::rng::SplitMix64;
 use proptest::prelude::*;
