@@ -588,12 +588,7 @@ fn params_bits<L: Layer, H: Head<L::Out>>(net: &Network<L, H>) -> Vec<u32> {
 /// A step on `x`, `y` must fail with `want` and leave the weights and the state bit for bit
 /// as they were.
 #[track_caller]
-fn assert_refused<
-    L: Layer + Clone + PartialEq,
-    H: Head<L::Out>,
-    P: Optimizer + PartialEq,
-    const I: usize,
->(
+fn assert_refused<L, H: Head<L::Out>, P: Optimizer + PartialEq, const I: usize>(
     net: &mut Network<L, H>,
     st: &mut OptimizerState<L, P>,
     ws: &mut NetWorkspace<L>,
@@ -601,7 +596,7 @@ fn assert_refused<
     (x, y): (&[[f32; I]], &[H::T]),
     want: Error,
 ) where
-    L: Layer<In = Dim<I>>,
+    L: Layer<In = Dim<I>> + Clone + PartialEq,
 {
     let (p0, s0, t0) = (params_bits(net), st.clone(), st.steps());
     let got = net.train_step(x, y, opt, st, ws);
@@ -736,9 +731,9 @@ fn refused_steps_change_nothing_adam() {
 /// fifteen padded; and 17 copies: one valid lane in the second block) must be finite and
 /// match the oracle's, whose logits for `x` are exactly the last biases (the ReLU's input is
 /// exactly 0), so the scale of every quantity is 1.
-fn check_padding<L: Layer + Clone, H: Head<L::Out>>(net: &Network<L, H>, x: [f32; 1], y: H::T)
+fn check_padding<L, H: Head<L::Out>>(net: &Network<L, H>, x: [f32; 1], y: H::T)
 where
-    L: Layer<In = Dim<1>>,
+    L: Layer<In = Dim<1>> + Clone,
     H::T: OracleTarget,
 {
     let name = core::any::type_name::<L>();

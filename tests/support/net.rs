@@ -102,9 +102,12 @@ pub struct Trace {
     pub out: Vec<f64>,
 }
 
+/// Calls its argument with each dense layer of a network, in order.
+type Visit<'a> = Box<dyn Fn(&mut dyn FnMut(LayerInfo, &dyn ActivationF64)) + 'a>;
+
 /// The oracle of one network (borrowed for its activations).
 pub struct NetOracle<'a> {
-    visit: Box<dyn Fn(&mut dyn FnMut(LayerInfo, &dyn ActivationF64)) + 'a>,
+    visit: Visit<'a>,
     /// The dense layers, in order.
     pub shapes: Vec<Shape>,
     /// The head.
@@ -416,7 +419,7 @@ pub fn net_tol(oracle: &NetOracle<'_>, n: usize) -> super::Tol {
 /// Sets every parameter of `net` from `seed` as the `Mlp` strategies do: weights uniform in
 /// twice the Glorot range (so ReLUs switch on and off), biases uniform in `±0.5`.
 pub fn randomize<L: Layer, H: Head<L::Out>>(net: &mut Network<L, H>, seed: u64) {
-    let mut rng = fusedprop::rng::SplitMix64::new(seed ^ 0x5eed_0f_b1a5);
+    let mut rng = fusedprop::rng::SplitMix64::new(seed ^ 0x5eed_f00d);
     let mut shapes = Vec::new();
     net.visit_layers(|info, _| shapes.push((info.inputs, info.outputs)));
     let mut p = Vec::with_capacity(L::PARAMS);
