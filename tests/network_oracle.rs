@@ -681,6 +681,29 @@ fn refusals<P: Optimizer + PartialEq>(opt: P) {
         .expect("valid step after refusals");
     assert_eq!(st.steps(), 2);
 
+    // Weights of 1e37 under mean squared error: the outputs are finite but their squares
+    // overflow, so the loss is not finite (sample 0).
+    let mut mse = zero::<Dense<3, 2>, MeanSquaredError>();
+    mse.init_glorot(14);
+    let xs = vec![[1.0f32, 0.5, -0.25]; 40];
+    let ts = vec![[0.5f32, -0.5]; 40];
+    let mut st = OptimizerState::<Dense<3, 2>, P>::new();
+    let mut ws = Box::new(NetWorkspace::new());
+    mse.train_step(&xs, &ts, &opt, &mut st, &mut ws)
+        .expect("valid step");
+    let mut saved = vec![0.0f32; 8];
+    mse.write_params(&mut saved).unwrap();
+    mse.read_params(&[1e37; 8]).unwrap();
+    let e = Error::NonFinite {
+        what: "loss",
+        index: Some(0),
+    };
+    assert_refused(&mut mse, &mut st, &mut ws, &opt, (&xs, &ts), e);
+    mse.read_params(&saved).unwrap();
+    mse.train_step(&xs, &ts, &opt, &mut st, &mut ws)
+        .expect("valid step after refusals");
+    assert_eq!(st.steps(), 2);
+
     // Binary cross-entropy targets outside [0, 1] and not finite.
     let mut bce = zero::<Dense<3, 2>, BinaryCrossEntropy>();
     bce.init_glorot(13);
