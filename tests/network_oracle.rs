@@ -831,7 +831,7 @@ fn padded_lanes_never_reach_a_result() {
         .unwrap();
     check_padding(&net, [-1.0], 1);
     // 1-1-1-2: the padded lane's activations are themselves infinite (0 * inf = NaN if a
-    // padded lane's dz were multiplied rather than selected), for softmax and MSE.
+    // padded lane's dz were multiplied rather than selected), for every head.
     let p = [1e30, 1e30, 1e30, 0.0, 1e30, -1e30, 0.25, -0.5];
     let mut net =
         zero::<chain![Dense<1, 1, Relu>, Dense<1, 1, Relu>, Dense<1, 2>], SoftmaxCrossEntropy>();
@@ -841,6 +841,10 @@ fn padded_lanes_never_reach_a_result() {
         zero::<chain![Dense<1, 1, Relu>, Dense<1, 1, Relu>, Dense<1, 2>], MeanSquaredError>();
     net.read_params(&p).unwrap();
     check_padding(&net, [-1.0], [0.5, -1.0]);
+    let mut net =
+        zero::<chain![Dense<1, 1, Relu>, Dense<1, 1, Relu>, Dense<1, 2>], BinaryCrossEntropy>();
+    net.read_params(&p).unwrap();
+    check_padding(&net, [-1.0], [0.5, 1.0]);
 }
 
 // ---------------------------------------------------------------------------------------
