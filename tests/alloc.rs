@@ -2,13 +2,15 @@
 //! the *current thread* while a thread-local flag is set, so the test harness's own threads
 //! (output capture, other tests running in parallel) cannot disturb the count. Once a model,
 //! a workspace, gradients and the data exist, inference, loss, gradients and a serial training
-//! step (single-tile and multi-tile batches, and the error paths) allocate nothing.
+//! step (single-tile and multi-tile batches, and the error paths) allocate nothing; so do
+//! `Network::train_step` (Adam, SGD), `predict`, `predict_one` and `loss`.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use fusedprop::{
-    Accumulate, Dense, DenseGrads, Gradients, Mlp, Sgd, Workspace, log_softmax,
+    Accumulate, Adam, Dense, DenseGrads, Gradients, LeakyRelu, Mlp, NetWorkspace, Network,
+    OptimizerState, Relu, Sgd, SoftmaxCrossEntropy, Tanh, Workspace, chain, log_softmax,
     log_softmax_backward, relu, relu_backward, softmax, softmax_backward,
     softmax_cross_entropy_backward, sparse_categorical_cross_entropy,
 };
@@ -189,4 +191,51 @@ fn kernels_do_not_allocate() {
         Ok(())
     })
     .expect("kernels succeed");
+}
+
+#[test]
+fn network_train_step_and_predict_do_not_allocate() {
+    type L = chain![Dense<4, 16, Tanh>, Dense<16, 8, LeakyRelu>, Dense<8, 3>];
+    let mut net = Network::<L, SoftmaxCrossEntropy>::from_layers(
+        fusedprop::Chain(
+            Dense::ZERO,
+            fusedprop::Chain(Dense::zero_with(LeakyRelu::new_const(0.2)), Dense::ZERO),
+        ),
+        SoftmaxCrossEntropy,
+    );
+    net.init_glorot(7);
+    let adam = Adam::new(0.01).expect("valid");
+    let mut state = Box::new(OptimizerState::<L, Adam>::new());
+    let mut ws = Box::new(NetWorkspace::<L>::new());
+    for n in [1, 17, 120, 300] {
+        let (x, y) = data(n);
+        let mut classes = vec![0u32; n];
+        for _ in 0..3 {
+            assert_no_alloc("Network::train_step (Adam)", || {
+                net.train_step(&x, &y, &adam, &mut state, &mut ws)
+            })
+            .expect("ok");
+        }
+        assert_no_alloc("Network::predict", || net.predict(&x, &mut classes)).expect("ok");
+        assert_no_alloc("Network::predict_one", || net.predict_one(&x[0])).expect("ok");
+        assert_no_alloc("Network::loss", || net.loss(&x, &y)).expect("ok");
+    }
+    // A refused step allocates nothing either.
+    let (mut x, y) = data(200);
+    x[150][0] = f32::NAN;
+    assert_no_alloc("Network::train_step, NaN input", || {
+        net.train_step(&x, &y, &adam, &mut state, &mut ws)
+    })
+    .expect_err("NaN");
+    // The ReLU network of `Mlp`'s shape, with plain SGD.
+    type M = chain![Dense<4, 32, Relu>, Dense<32, 3>];
+    let mut mlp_like = Network::<M, SoftmaxCrossEntropy>::new(7);
+    let sgd = Sgd::new(0.01).expect("valid");
+    let mut st = OptimizerState::<M, Sgd>::new();
+    let mut ws = Box::new(NetWorkspace::<M>::new());
+    let (x, y) = data(300);
+    assert_no_alloc("Network::train_step (SGD)", || {
+        mlp_like.train_step(&x, &y, &sgd, &mut st, &mut ws)
+    })
+    .expect("ok");
 }

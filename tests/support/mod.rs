@@ -5,6 +5,8 @@
     reason = "each test file uses a different part of the shared support"
 )]
 
+pub mod net;
+
 use fusedprop::Mlp;
 use fusedprop::rng::SplitMix64;
 use proptest::prelude::*;
@@ -109,6 +111,21 @@ pub const MLP: TolPerTerm = TolPerTerm {
 /// is the same single `f32` expression `w - lr * g` (Rust never contracts it into an FMA),
 /// so they must agree **bit for bit**.
 pub const FUSED_SGD: Tol = Tol { abs: 0.0, rel: 0.0 };
+
+/// An optimizer step (`Network::train_step` with SGD, momentum, Nesterov, Adam, Adam with
+/// PyTorch's ε, AdamW) against an `f64` replay of its documented rule from the same `f32`
+/// weights and state with the oracle's gradients: `1e-5` times the size of the terms of
+/// the value's last operation (`|w| + |update|`, `|v μ| + |g lr|`, `|m| + |g - m|(1 - β1)`
+/// ...). The rule itself is a handful of `f32` roundings (Adam: about ten, including
+/// `sqrt` and the per-step `α`), a few ulp, so `1e-5 ~ 170 u` leaves a wide margin while a
+/// wrong coefficient (`β` for `1 - β`, a missing bias correction, ε misplaced) misses by
+/// orders of magnitude. The error of the gradient itself is not in this row: the test adds
+/// the replay's spread between `g - δ` and `g + δ`, `δ` the network row's bound on `g`
+/// (near `g = 0` Adam's step is `±lr` whatever `g`'s size, so it cannot be relative).
+pub const OPTIMIZER: Tol = Tol {
+    abs: 1e-5,
+    rel: 0.0,
+};
 
 /// Added to every `f32`-against-oracle bound: products of the tiny edge inputs
 /// (`1e-30 * 1e-30`) underflow in `f32` and flush to zero or to a subnormal, an absolute
