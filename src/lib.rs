@@ -106,6 +106,7 @@ pub mod parallel;
 #[doc(hidden)]
 pub mod reference;
 pub mod rng;
+mod simd;
 
 /// The README's Rust examples are compiled and run as doctests.
 #[cfg(doctest)]
@@ -129,9 +130,13 @@ pub use parallel::{PAR_MIN_FLOP, ParWorkspace};
 /// `"scalar"`. Record it with every benchmark.
 pub const SIMD_LEVEL: &str = lanes::SIMD_LEVEL;
 
-/// A one-line hint when this build leaves SIMD on the table: it was compiled without FMA
-/// (or without AVX2 / AVX-512) but the CPU it runs on has them. `None` when the build
-/// already uses what the CPU offers, or on targets other than x86-64.
+/// A one-line hint when this build leaves SIMD on the table: it was compiled without FMA and
+/// AVX2, or without AVX-512, but the CPU it runs on has them. The hint names the flags to
+/// build with (`-C target-cpu=native`, or `x86-64-v3` for any AVX2 machine). `None` when the
+/// build already uses what the CPU offers, or on targets other than x86-64.
+///
+/// The crate also logs this hint once per process, with `log::warn!` (target
+/// `fusedprop::simd`), the first time a model trains or predicts; it never prints by itself.
 ///
 /// # Examples
 /// ```
@@ -142,24 +147,7 @@ pub const SIMD_LEVEL: &str = lanes::SIMD_LEVEL;
 #[cfg(feature = "std")]
 #[must_use]
 pub fn simd_hint() -> Option<&'static str> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let built_fma = cfg!(target_feature = "fma");
-        let built_512 = cfg!(target_feature = "avx512f");
-        let cpu_fma = std::is_x86_feature_detected!("fma");
-        let cpu_512 = std::is_x86_feature_detected!("avx512f");
-        if cpu_fma && !built_fma {
-            return Some(
-                "fusedprop: built without FMA but this CPU has it; rebuild with RUSTFLAGS=\"-C target-cpu=native\" for up to 3x the speed",
-            );
-        }
-        if cpu_512 && !built_512 {
-            return Some(
-                "fusedprop: built without AVX-512 but this CPU has it; RUSTFLAGS=\"-C target-cpu=native\" uses it",
-            );
-        }
-    }
-    None
+    simd::hint()
 }
 
 /// Whether this build fuses multiply and add in one rounding (FMA).
