@@ -36,11 +36,16 @@
 //!
 //! ## Getting SIMD
 //! `wide` chooses its instructions when the crate is *compiled*, from the target features.
-//! A default x86-64 build has SSE2 only: no FMA, 4-wide lanes, about a third of this crate's
-//! speed on a modern CPU. This repository's `.cargo/config.toml` builds its own benches,
-//! tests and examples with `-C target-cpu=native`; an application that depends on fusedprop
-//! chooses for itself, for example with `RUSTFLAGS="-C target-cpu=native"` or
-//! `-C target-feature=+avx2,+fma`. [`SIMD_LEVEL`] says what a build got.
+//! A default x86-64 build has SSE2 only: no FMA, 4-wide lanes, about a quarter of this
+//! crate's speed on a modern CPU. This repository's `.cargo/config.toml` builds its own
+//! benches, tests and examples with `-C target-cpu=native`; an application that depends on
+//! fusedprop chooses for itself, in its own (or its workspace's) `.cargo/config.toml`, with
+//! `RUSTFLAGS="-C target-cpu=native"`, or with `-C target-cpu=x86-64-v3` for any AVX2
+//! machine (README, "Getting SIMD"). [`SIMD_LEVEL`] says what a build got, `simd_hint`
+//! what it misses; with feature `std` the first training step or prediction of a build that
+//! lacks FMA, AVX2 or AVX-512 which the CPU has logs that hint once per process through
+//! [`log`](https://docs.rs/log) (`log::warn!`, target `fusedprop::simd`). The crate never
+//! prints by itself.
 //!
 //! ## Data layout
 //! Kernels vectorize over *samples*: sixteen samples are held feature-major, so feature `k`
@@ -78,7 +83,8 @@
 //! ## Features
 //! - `std` (default): the std-only helpers `simd_hint`, the gradient checker
 //!   (`gradcheck`), and `new_boxed` constructors for large models (they allocate; the rest
-//!   of the crate never does).
+//!   of the crate never does); the one-time `log` warning about a slow build (the `log`
+//!   dependency comes with this feature only).
 //! - `rayon`: parallelism over samples (implies `std`): `Mlp::train_step_par` with a
 //!   caller-owned `ParWorkspace`, bit for bit the serial step for any number of threads.
 //!
