@@ -4,8 +4,13 @@
 //!
 //! ```text
 //! cargo run --release --example perf_report --features rayon
+//! cargo run --release --example perf_report -- --headline          # the README's four figures
+//! cargo run --release --example perf_report -- --headline --quick  # the same in ~2 s (CI)
 //! ```
-//! Without `rayon` the 2-thread columns read "n/a".
+//! Without `rayon` the 2-thread columns read "n/a". After the full table the report prints the
+//! headline figures (the Iris program, digits and MNIST-shaped steps on one thread,
+//! `predict_one`), the ones `benches/three_builds.sh` compares across builds; `--headline`
+//! prints only those, `--quick` takes one round of fewer samples instead of three.
 
 #[path = "../benches/common/mod.rs"]
 mod common;
@@ -15,6 +20,33 @@ use std::time::Instant;
 
 use common::{naive, rows};
 use fusedprop::{Mlp, PackedBatch, SIMD_LEVEL, Sgd, Workspace};
+
+/// Command-line options.
+#[derive(Clone, Copy)]
+struct Opts {
+    /// Only the headline figures, not the full table.
+    headline: bool,
+    /// One round of fewer samples (CI), instead of three rounds.
+    quick: bool,
+}
+
+fn parse_opts() -> Opts {
+    let mut o = Opts {
+        headline: false,
+        quick: false,
+    };
+    for a in std::env::args().skip(1) {
+        match a.as_str() {
+            "--headline" => o.headline = true,
+            "--quick" => o.quick = true,
+            _ => {
+                eprintln!("usage: perf_report [--headline] [--quick]");
+                std::process::exit(2);
+            }
+        }
+    }
+    o
+}
 
 /// Median and best seconds per call of `f`: calls are grouped so that a group takes at
 /// least `min_group` seconds, `samples` groups are timed.
@@ -147,6 +179,142 @@ fn iris_packed() -> Row {
     }
 }
 
+/// The headline figures: what a user sees first, compared across builds by
+/// `benches/three_builds.sh` and shown at the top of the README.
+struct Headline {
+    /// Seconds for the Iris program's 1000 epochs (4-32-3, 120 samples, `PackedBatch`).
+    iris_1000: f64,
+    /// The same 1000 epochs of the naive scalar reference.
+    iris_1000_naive: f64,
+    /// Seconds per 1-thread step of digits 64-128-10, batch 1797.
+    digits: f64,
+    /// Seconds per 1-thread step of 784-256-10, batch 256.
+    mnist: f64,
+    /// Seconds per `predict_one` of 4-32-3.
+    predict_one: f64,
+}
+
+/// Median seconds of the Iris program's training loop: 1000 epochs from the same initial
+/// weights, `reps` times.
+fn iris_program(reps: usize) -> (f64, f64) {
+    let x = rows::<4>(120, 20);
+    let y = common::labels(120, 3, 21);
+    let batch = PackedBatch::<4, 8>::from_rows(&x, &y).expect("120 finite rows");
+    let sgd = Sgd::new(0.01).expect("valid learning rate");
+    let init = Mlp::<4, 32, 3>::new(7);
+    let mut ws = Workspace::new();
+    let mut v: Vec<f64> = (0..reps)
+        .map(|_| {
+            let mut model = init.clone();
+            let t = Instant::now();
+            for _ in 0..1000 {
+                black_box(
+                    model
+                        .train_step_packed(black_box(&batch), &sgd, &mut ws)
+                        .ok(),
+                );
+            }
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    v.sort_by(f64::total_cmp);
+    let mut naive_model = naive::Mlp::from(&init);
+    let (naive_epoch, _) = median_secs(
+        || {
+            black_box(naive_model.train_step(black_box(&x), &y, 0.01));
+        },
+        5,
+        2e-3,
+    );
+    (v[v.len() / 2], naive_epoch * 1000.0)
+}
+
+/// Median seconds per `predict_one` of a 4-32-3 model, over 64 inputs in turn.
+fn predict_one_secs(samples: usize) -> f64 {
+    let x = rows::<4>(64, 30);
+    let model = Mlp::<4, 32, 3>::new(7);
+    let mut i = 0;
+    median_secs(
+        || {
+            black_box(model.predict_one(black_box(&x[i & 63])).ok());
+            i += 1;
+        },
+        samples,
+        2e-3,
+    )
+    .0
+}
+
+fn step_secs<const I: usize, const H: usize, const O: usize>(n: usize, samples: usize) -> f64 {
+    let x = rows::<I>(n, 10);
+    let y = common::labels(n, O, 11);
+    let sgd = Sgd::new(1e-3).expect("valid learning rate");
+    let mut model: Box<Mlp<I, H, O>> = Box::new(Mlp::ZERO);
+    model.init_glorot(7);
+    let mut ws: Box<Workspace<I, H, O>> = Box::new(Workspace::ZERO);
+    median_secs(
+        || {
+            black_box(model.train_step(black_box(&x), &y, &sgd, &mut ws).ok());
+        },
+        samples,
+        2e-3,
+    )
+    .0
+}
+
+fn headline(opts: Opts) -> Headline {
+    let (rounds, samples) = if opts.quick { (1, 7) } else { (3, 11) };
+    let med = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let all: Vec<Headline> = (0..rounds)
+        .map(|_| {
+            let (iris_1000, iris_1000_naive) = iris_program(samples);
+            Headline {
+                iris_1000,
+                iris_1000_naive,
+                digits: step_secs::<64, 128, 10>(1797, samples),
+                mnist: step_secs::<784, 256, 10>(256, samples),
+                predict_one: predict_one_secs(samples),
+            }
+        })
+        .collect();
+    Headline {
+        iris_1000: med(all.iter().map(|h| h.iris_1000).collect()),
+        iris_1000_naive: med(all.iter().map(|h| h.iris_1000_naive).collect()),
+        digits: med(all.iter().map(|h| h.digits).collect()),
+        mnist: med(all.iter().map(|h| h.mnist).collect()),
+        predict_one: med(all.iter().map(|h| h.predict_one).collect()),
+    }
+}
+
+/// The headline table. `benches/three_builds.sh` reads its rows: keep the first column's
+/// names and the `| name | value | unit | ... |` shape.
+fn print_headline(h: &Headline, peak1: f64) {
+    let digits = common::mlp_step_flop(64, 128, 10, 1797) as f64 / h.digits / 1e9;
+    let mnist = common::mlp_step_flop(784, 256, 10, 256) as f64 / h.mnist / 1e9;
+    println!("| headline | value | unit | % of this run's peak |");
+    println!("|---|---:|---|---:|");
+    println!(
+        "| Iris program, 1000 epochs | {:.2} | ms | |",
+        h.iris_1000 * 1e3
+    );
+    println!(
+        "| Iris program, naive scalar loop | {:.2} | ms | |",
+        h.iris_1000_naive * 1e3
+    );
+    println!(
+        "| 784-256-10, batch 256, 1 thread | {mnist:.1} | GFLOP/s | {:.0}% |",
+        100.0 * mnist / peak1
+    );
+    println!(
+        "| digits 64-128-10, batch 1797, 1 thread | {digits:.1} | GFLOP/s | {:.0}% |",
+        100.0 * digits / peak1
+    );
+    println!("| predict_one 4-32-3 | {:.1} | ns | |", h.predict_one * 1e9);
+}
+
 fn fmt_time(s: f64) -> String {
     if s < 1e-3 {
         format!("{:.2} us", s * 1e6)
@@ -156,8 +324,30 @@ fn fmt_time(s: f64) -> String {
 }
 
 fn main() {
+    let opts = parse_opts();
     let start = Instant::now();
     let (best1, peak1) = common::fma_peak_gflops(200_000, 15);
+    if opts.headline {
+        println!("# fusedprop headline figures");
+        println!();
+        println!(
+            "SIMD level: `{SIMD_LEVEL}`; FMA peak of this build measured in this run: {peak1:.1} ({best1:.1}) GFLOP/s on 1 thread (median of 15, best in brackets); {}.",
+            if opts.quick {
+                "one round (--quick)"
+            } else {
+                "medians of three rounds"
+            }
+        );
+        if let Some(hint) = fusedprop::simd_hint() {
+            println!();
+            println!("> {hint}");
+        }
+        println!();
+        print_headline(&headline(opts), peak1);
+        println!();
+        println!("Report took {:.1} s.", start.elapsed().as_secs_f64());
+        return;
+    }
     let (best2, peak2) = std::thread::scope(|s| {
         let h: Vec<_> = (0..2)
             .map(|_| s.spawn(|| common::fma_peak_gflops(200_000, 15)))
@@ -168,7 +358,7 @@ fn main() {
     });
     // Three rounds over all workloads, each workload's figures the median of its rounds: a
     // burst of load from other processes then spoils one round, not the table.
-    let rounds: Vec<Vec<Row>> = (0..3)
+    let rounds: Vec<Vec<Row>> = (0..if opts.quick { 1 } else { 3 })
         .map(|_| {
             vec![
                 iris_packed(),
@@ -247,6 +437,8 @@ fn main() {
             r.naive / r.t1
         );
     }
+    println!();
+    print_headline(&headline(opts), peak1);
     println!();
     println!(
         "FLOP per sample for I-H-O: 2(IH+HO) forward + 2(IH+HO) weight gradients + 2HO input gradient. 2T = `train_step_par` on a 2-thread rayon pool (serial below `PAR_MIN_FLOP`). \"best\" is the fastest timed group over all rounds: on a machine shared with other work, steps of a millisecond or more are often preempted, which inflates medians. Report took {:.1} s.",

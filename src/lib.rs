@@ -70,11 +70,16 @@
 //!
 //! ## Getting SIMD
 //! `wide` chooses its instructions when the crate is *compiled*, from the target features.
-//! A default x86-64 build has SSE2 only: no FMA, 4-wide lanes, about a third of this crate's
-//! speed on a modern CPU. This repository's `.cargo/config.toml` builds its own benches,
-//! tests and examples with `-C target-cpu=native`; an application that depends on fusedprop
-//! chooses for itself, for example with `RUSTFLAGS="-C target-cpu=native"` or
-//! `-C target-feature=+avx2,+fma`. [`SIMD_LEVEL`] says what a build got.
+//! A default x86-64 build has SSE2 only: no FMA, 4-wide lanes, about a quarter of this
+//! crate's speed on a modern CPU. This repository's `.cargo/config.toml` builds its own
+//! benches, tests and examples with `-C target-cpu=native`; an application that depends on
+//! fusedprop chooses for itself, in its own (or its workspace's) `.cargo/config.toml`, with
+//! `RUSTFLAGS="-C target-cpu=native"`, or with `-C target-cpu=x86-64-v3` for any AVX2
+//! machine (README, "Getting SIMD"). [`SIMD_LEVEL`] says what a build got, `simd_hint`
+//! what it misses; with feature `std` the first training step or prediction of a build that
+//! lacks FMA, AVX2 or AVX-512 which the CPU has logs that hint once per process through
+//! [`log`](https://docs.rs/log) (`log::warn!`, target `fusedprop::simd`). The crate never
+//! prints by itself.
 //!
 //! ## Data layout
 //! Kernels vectorize over *samples*: sixteen samples are held feature-major, so feature `k`
@@ -112,7 +117,8 @@
 //! ## Features
 //! - `std` (default): the std-only helpers `simd_hint`, the gradient checker
 //!   (`gradcheck`), and `new_boxed` constructors for large models (they allocate; the rest
-//!   of the crate never does).
+//!   of the crate never does); the one-time `log` warning about a slow build (the `log`
+//!   dependency comes with this feature only).
 //! - `rayon`: parallelism over samples (implies `std`): `Mlp::train_step_par` with a
 //!   caller-owned `ParWorkspace`, bit for bit the serial step for any number of threads.
 //!
@@ -146,6 +152,7 @@ pub mod parallel;
 #[doc(hidden)]
 pub mod reference;
 pub mod rng;
+mod simd;
 
 /// The README's Rust examples are compiled and run as doctests.
 #[cfg(doctest)]
@@ -175,9 +182,13 @@ pub use parallel::{PAR_MIN_FLOP, ParWorkspace};
 /// `"scalar"`. Record it with every benchmark.
 pub const SIMD_LEVEL: &str = lanes::SIMD_LEVEL;
 
-/// A one-line hint when this build leaves SIMD on the table: it was compiled without FMA
-/// (or without AVX2 / AVX-512) but the CPU it runs on has them. `None` when the build
-/// already uses what the CPU offers, or on targets other than x86-64.
+/// A one-line hint when this build leaves SIMD on the table: it was compiled without FMA and
+/// AVX2, or without AVX-512, but the CPU it runs on has them. The hint names the flags to
+/// build with (`-C target-cpu=native`, or `x86-64-v3` for any AVX2 machine). `None` when the
+/// build already uses what the CPU offers, or on targets other than x86-64.
+///
+/// The crate also logs this hint once per process, with `log::warn!` (target
+/// `fusedprop::simd`), the first time a model trains or predicts; it never prints by itself.
 ///
 /// # Examples
 /// ```
@@ -188,24 +199,7 @@ pub const SIMD_LEVEL: &str = lanes::SIMD_LEVEL;
 #[cfg(feature = "std")]
 #[must_use]
 pub fn simd_hint() -> Option<&'static str> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let built_fma = cfg!(target_feature = "fma");
-        let built_512 = cfg!(target_feature = "avx512f");
-        let cpu_fma = std::is_x86_feature_detected!("fma");
-        let cpu_512 = std::is_x86_feature_detected!("avx512f");
-        if cpu_fma && !built_fma {
-            return Some(
-                "fusedprop: built without FMA but this CPU has it; rebuild with RUSTFLAGS=\"-C target-cpu=native\" for up to 3x the speed",
-            );
-        }
-        if cpu_512 && !built_512 {
-            return Some(
-                "fusedprop: built without AVX-512 but this CPU has it; RUSTFLAGS=\"-C target-cpu=native\" uses it",
-            );
-        }
-    }
-    None
+    simd::hint()
 }
 
 /// Whether this build fuses multiply and add in one rounding (FMA).

@@ -388,6 +388,7 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
     /// inputs and weights so large that `W x` does not fit), which would make its
     /// probabilities NaN. On error `out` may be partly written.
     pub fn predict_proba(&self, x: &[[f32; I]], out: &mut [[f32; O]]) -> Result<(), Error> {
+        crate::simd::warn_once_if_slow_build();
         same_len("outputs", x.len(), out.len())?;
         let mut z = [lanes::zero(); O];
         for (block, (xs, os)) in x.chunks(LANES).zip(out.chunks_mut(LANES)).enumerate() {
@@ -407,6 +408,7 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
     /// # Errors
     /// As [`Mlp::predict_proba`].
     pub fn predict(&self, x: &[[f32; I]], out: &mut [u32]) -> Result<(), Error> {
+        crate::simd::warn_once_if_slow_build();
         same_len("outputs", x.len(), out.len())?;
         let mut z = [lanes::zero(); O];
         for (block, (xs, os)) in x.chunks(LANES).zip(out.chunks_mut(LANES)).enumerate() {
@@ -442,6 +444,7 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
     /// index 0) if the logits overflow `f32`.
     #[inline]
     pub fn predict_one(&self, x: &[f32; I]) -> Result<u32, Error> {
+        crate::simd::warn_once_if_slow_build();
         // PERF: an integer maximum over the magnitudes' bits vectorizes; finite means below
         // the bits of infinity.
         let worst = x.iter().fold(0u32, |m, v| m.max(v.to_bits() & 0x7fff_ffff));
@@ -478,6 +481,7 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
     /// [`Error::NonFinite`] for a non-finite input or loss (a sample's, or the sum over the batch
     /// with `index: None`).
     pub fn loss(&self, x: &[[f32; I]], labels: &[u32]) -> Result<f32, Error> {
+        crate::simd::warn_once_if_slow_build();
         check_batch::<I, O>(x, labels)?;
         let mut z = [lanes::zero(); O];
         // Summed as the training step sums: per lane within a tile, then tile by tile, so
@@ -518,6 +522,7 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
     /// [`Error::NonFinite`] for a non-finite input, or overflowing logits as in
     /// [`Mlp::predict`] (where the predicted class would be meaningless).
     pub fn accuracy(&self, x: &[[f32; I]], labels: &[u32]) -> Result<f32, Error> {
+        crate::simd::warn_once_if_slow_build();
         check_batch::<I, O>(x, labels)?;
         let mut z = [lanes::zero(); O];
         let mut correct = 0usize;
@@ -548,6 +553,7 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
         grads: &mut Gradients<I, H, O>,
         ws: &mut Workspace<I, H, O>,
     ) -> Result<f32, Error> {
+        crate::simd::warn_once_if_slow_build();
         check_batch::<I, O>(x, labels)?;
         // `&self` cannot run the fused update; a scratch copy would cost a model. Instead the
         // shared pass is driven with `Finish::Gradients`, which never writes a weight.
@@ -588,6 +594,7 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
         sgd: &Sgd,
         ws: &mut Workspace<I, H, O>,
     ) -> Result<f32, Error> {
+        crate::simd::warn_once_if_slow_build();
         check_batch::<I, O>(x, labels)?;
         let mut this = MlpRef::Unique(self);
         run(
@@ -628,6 +635,7 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
         sgd: &Sgd,
         ws: &mut Workspace<I, H, O>,
     ) -> Result<f32, Error> {
+        crate::simd::warn_once_if_slow_build();
         let src = Source::packed(batch);
         check_source::<I, O>(src)?;
         let mut this = MlpRef::Unique(self);

@@ -751,6 +751,7 @@ impl<L: Layer, H: Head<L::Out>> Network<L, H> {
 
     /// Loads a block of rows, checks them, and runs it to the last layer's outputs.
     fn forward_rows(&self, xs: &[InRow<L>], first: usize) -> Result<OutBlock<L>, Error> {
+        crate::simd::warn_once_if_slow_build();
         let mut xb = <L::In as ShapeKernel>::BLOCK_ZERO;
         <L::In as ShapeKernel>::load(xs, &mut xb);
         check_inputs::<L>(&xb, xs, first)?;
@@ -807,6 +808,7 @@ impl<L: Layer, H: Classifier<L::Out>> Network<L, H> {
     /// index 0) if the outputs overflow `f32`.
     #[inline]
     pub fn predict_one(&self, x: &InRow<L>) -> Result<u32, Error> {
+        crate::simd::warn_once_if_slow_build();
         // PERF: an integer maximum over the magnitudes' bits vectorizes; finite means below
         // the bits of infinity.
         let worst = <L::In as ShapeKernel>::values(x)
@@ -998,6 +1000,7 @@ fn run<L: Layer, H: Head<L::Out>, P: Optimizer>(
     ws: &mut NetWorkspace<L>,
     mut finish: Finish<'_, L, P>,
 ) -> Result<f32, Error> {
+    crate::simd::warn_once_if_slow_build();
     let n = inputs.len();
     let tiles = n.div_ceil(TILE_SAMPLES);
     let NetWorkspace { x: wx, tile, acc } = ws;

@@ -129,6 +129,7 @@ impl<L: Layer, H: Head<L::Out>> Network<L, H> {
     ) -> Result<f32, Error> {
         const { assert!(C > 0, "NetParWorkspace needs at least one slot") };
         check_batch::<L, H>(x, y)?;
+        crate::simd::warn_once_if_slow_build();
         let tiles = x.len().div_ceil(TILE_SAMPLES);
         let per_round = self.step_flop(x.len().min(C * TILE_SAMPLES));
         if C < 2 || tiles < 2 || per_round < pws.min_flop {

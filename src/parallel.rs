@@ -184,6 +184,7 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
         sgd: &Sgd,
         pws: &mut ParWorkspace<I, H, O, C>,
     ) -> Result<f32, Error> {
+        crate::simd::warn_once_if_slow_build();
         check_batch::<I, O>(x, labels)?;
         let src = Source::Rows { x, labels };
         let per_round = step_flop(I, H, O, x.len().min(C * TILE_SAMPLES));
