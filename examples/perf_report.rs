@@ -315,6 +315,186 @@ fn print_headline(h: &Headline, peak1: f64) {
     println!("| predict_one 4-32-3 | {:.1} | ns | |", h.predict_one * 1e9);
 }
 
+/// One network workload: `Network` beside what it is compared with in the same round.
+struct NetRow {
+    name: String,
+    flop: u64,
+    /// Median seconds per step on 1 thread, and on 2 (`train_step_par`).
+    t1: f64,
+    t2: Option<f64>,
+    /// What it is compared with, and its median seconds in the same round.
+    against: Option<(String, f64)>,
+}
+
+/// `Network` training steps of layers `$l` on a batch of `$n`, with optimizer `$opt`:
+/// median seconds per step on 1 thread and (with `rayon`) on 2.
+macro_rules! net_step {
+    ($l:ty, $i:literal, $o:literal, $n:expr, $opt:expr, $samples:expr) => {{
+        let x = rows::<$i>($n, 10);
+        let y = common::labels($n, $o, 11);
+        let opt = $opt;
+        let mut net: Box<fusedprop::Network<$l, fusedprop::SoftmaxCrossEntropy>> =
+            Box::new(fusedprop::Network::ZERO);
+        net.init_glorot(7);
+        let flop = net.step_flop($n);
+        let mut ws: Box<fusedprop::NetWorkspace<$l>> = Box::new(fusedprop::NetWorkspace::ZERO);
+        let mut st = Box::new(fusedprop::OptimizerState::ZERO);
+        let (t1, _) = median_secs(
+            || {
+                black_box(
+                    net.train_step(black_box(&x), &y, &opt, &mut st, &mut ws)
+                        .ok(),
+                );
+            },
+            $samples,
+            2e-3,
+        );
+        #[cfg(feature = "rayon")]
+        let t2 = {
+            let mut pws: Box<fusedprop::NetParWorkspace<$l, 4>> =
+                Box::new(fusedprop::NetParWorkspace::ZERO);
+            let (n, s) = (&mut net, &mut st);
+            two_threads(|| {
+                black_box(n.train_step_par(black_box(&x), &y, &opt, s, &mut pws).ok());
+            })
+            .map(|t| t.0)
+        };
+        #[cfg(not(feature = "rayon"))]
+        let t2 = None;
+        (flop, t1, t2)
+    }};
+}
+
+/// The generic `Network` beside the two-layer `Mlp` and beside itself with another optimizer,
+/// and deeper networks, in one round.
+fn network_rows(samples: usize) -> Vec<NetRow> {
+    use fusedprop::{Adam, Dense, Relu, chain};
+    type Mnist = chain![Dense<784, 256, Relu>, Dense<256, 10>];
+    type Deep = chain![Dense<784, 256, Relu>, Dense<256, 128, Relu>, Dense<128, 10>];
+    type Digits = chain![Dense<64, 128, Relu>, Dense<128, 64, Relu>, Dense<64, 10>];
+    type Iris = chain![Dense<4, 32, Relu>, Dense<32, 3>];
+    let sgd = Sgd::new(1e-3).expect("valid learning rate");
+    let adam = Adam::new(1e-3).expect("valid learning rate");
+    let mlp_mnist = step_secs::<784, 256, 10>(256, samples);
+    let (f, mnist_sgd, m2) = net_step!(Mnist, 784, 10, 256, sgd, samples);
+    let (_, mnist_adam, _) = net_step!(Mnist, 784, 10, 256, adam, samples);
+    let (fd, deep, d2) = net_step!(Deep, 784, 10, 256, sgd, samples);
+    let (fg, dig, g2) = net_step!(Digits, 64, 10, 1797, sgd, samples);
+    let mlp_iris = step_secs::<4, 32, 3>(120, samples * 3);
+    let (fi, iris, _) = net_step!(Iris, 4, 3, 120, sgd, samples * 3);
+    vec![
+        NetRow {
+            name: "784-256-10 ReLU, SGD (Network)".into(),
+            flop: f,
+            t1: mnist_sgd,
+            t2: m2,
+            against: Some(("Mlp<784, 256, 10>".into(), mlp_mnist)),
+        },
+        NetRow {
+            name: "784-256-10 ReLU, Adam (Network)".into(),
+            flop: f,
+            t1: mnist_adam,
+            t2: None,
+            against: Some(("the same network with SGD".into(), mnist_sgd)),
+        },
+        NetRow {
+            name: "784-256-128-10 ReLU, SGD".into(),
+            flop: fd,
+            t1: deep,
+            t2: d2,
+            against: None,
+        },
+        NetRow {
+            name: "64-128-64-10 ReLU, SGD, batch 1797".into(),
+            flop: fg,
+            t1: dig,
+            t2: g2,
+            against: None,
+        },
+        NetRow {
+            name: "4-32-3 ReLU, SGD, rows, batch 120 (Network)".into(),
+            flop: fi,
+            t1: iris,
+            t2: None,
+            against: Some(("Mlp<4, 32, 3>".into(), mlp_iris)),
+        },
+    ]
+}
+
+/// Median seconds per `predict_one` of a 4-16-8-3 tanh/relu network, over 64 inputs in turn.
+fn net_predict_one_secs(samples: usize) -> f64 {
+    use fusedprop::{Dense, Relu, SoftmaxCrossEntropy, Tanh, chain};
+    let x = rows::<4>(64, 30);
+    let net = fusedprop::Network::<
+        chain![Dense<4, 16, Tanh>, Dense<16, 8, Relu>, Dense<8, 3>],
+        SoftmaxCrossEntropy,
+    >::new(7);
+    let mut i = 0;
+    median_secs(
+        || {
+            black_box(net.predict_one(black_box(&x[i & 63])).ok());
+            i += 1;
+        },
+        samples,
+        2e-3,
+    )
+    .0
+}
+
+fn print_network_table(rounds: usize, samples: usize, peak1: f64, peak2: f64) {
+    let all: Vec<Vec<NetRow>> = (0..rounds).map(|_| network_rows(samples)).collect();
+    let med = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!("## Networks of any depth (`Network`)");
+    println!();
+    println!(
+        "| workload | time/step 1T | GFLOP/s 1T | % peak 1T | GFLOP/s 2T | % peak 2T | against (same round) | ratio |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---|---:|");
+    for i in 0..all[0].len() {
+        let r = &all[0][i];
+        let t1 = med(all.iter().map(|a| a[i].t1).collect());
+        let g1 = r.flop as f64 / t1 / 1e9;
+        let (g2, p2) = match r.t2 {
+            Some(_) => {
+                let t2 = med(all.iter().filter_map(|a| a[i].t2).collect());
+                let g2 = r.flop as f64 / t2 / 1e9;
+                (format!("{g2:.1}"), format!("{:.0}%", 100.0 * g2 / peak2))
+            }
+            None => ("n/a".into(), "n/a".into()),
+        };
+        let (against, ratio) = match &r.against {
+            Some((what, _)) => {
+                let ta = med(all
+                    .iter()
+                    .filter_map(|a| a[i].against.as_ref().map(|x| x.1))
+                    .collect());
+                (
+                    format!("{what}: {}", fmt_time(ta)),
+                    format!("{:.3}", t1 / ta),
+                )
+            }
+            None => ("".into(), "".into()),
+        };
+        println!(
+            "| {} | {} | {g1:.1} | {:.0}% | {g2} | {p2} | {against} | {ratio} |",
+            r.name,
+            fmt_time(t1),
+            100.0 * g1 / peak1
+        );
+    }
+    let p1: Vec<f64> = (0..rounds).map(|_| net_predict_one_secs(samples)).collect();
+    let pm: Vec<f64> = (0..rounds).map(|_| predict_one_secs(samples)).collect();
+    println!();
+    println!(
+        "`predict_one` of a 4-16-8-3 tanh/relu `Network`: {:.1} ns (the `Mlp<4, 32, 3>` latency path in the same run: {:.1} ns). Ratio = network time / comparison time (below 1: faster).",
+        med(p1) * 1e9,
+        med(pm) * 1e9
+    );
+}
+
 fn fmt_time(s: f64) -> String {
     if s < 1e-3 {
         format!("{:.2} us", s * 1e6)
@@ -437,6 +617,13 @@ fn main() {
             r.naive / r.t1
         );
     }
+    println!();
+    print_network_table(
+        if opts.quick { 1 } else { 3 },
+        if opts.quick { 5 } else { 11 },
+        peak1,
+        peak2,
+    );
     println!();
     print_headline(&headline(opts), peak1);
     println!();
