@@ -360,7 +360,7 @@ macro_rules! net_step {
             .map(|t| t.0)
         };
         #[cfg(not(feature = "rayon"))]
-        let t2 = None;
+        let t2: Option<f64> = None;
         (flop, t1, t2)
     }};
 }
