@@ -40,6 +40,7 @@ use crate::rng::{SplitMix64, glorot_limit};
 /// assert_eq!(y, [1.5]); // 1*3 - 2*1 + 0.5
 /// ```
 #[derive(Clone, PartialEq)]
+#[cfg_attr(feature = "std", derive(bytemuck::Zeroable))]
 pub struct Dense<const I: usize, const O: usize> {
     w: [[f32; I]; O],
     b: [f32; O],
@@ -47,6 +48,7 @@ pub struct Dense<const I: usize, const O: usize> {
 
 /// The gradients of a [`Dense`] layer's parameters, in the layer's layout.
 #[derive(Clone, PartialEq, Debug)]
+#[cfg_attr(feature = "std", derive(bytemuck::Zeroable))]
 pub struct DenseGrads<const I: usize, const O: usize> {
     /// `dL/dW`, `[[f32; I]; O]` like the weights.
     pub w: [[f32; I]; O],

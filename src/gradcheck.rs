@@ -258,14 +258,16 @@ pub fn check_mlp<const I: usize, const H: usize, const O: usize>(
     step: f32,
     floor: f64,
 ) -> Result<GradCheck, Error> {
-    let mut ws = std::boxed::Box::new(Workspace::<I, H, O>::ZERO);
-    let mut grads = std::boxed::Box::new(Gradients::<I, H, O>::ZERO);
+    // Zeroed in place on the heap: `Box::new(Workspace::ZERO)` goes through the stack in
+    // debug builds and overflows it for 784-256-10.
+    let mut ws = Workspace::<I, H, O>::new_boxed();
+    let mut grads = Gradients::<I, H, O>::new_boxed();
     model.gradients(x, labels, &mut grads, &mut ws)?;
     let mut analytic = vec![0.0f32; Mlp::<I, H, O>::PARAMS];
     grads.write_flat(&mut analytic)?;
     let mut params = vec![0.0f32; Mlp::<I, H, O>::PARAMS];
     model.write_params(&mut params)?;
-    let mut reference = std::boxed::Box::new(MlpParams::from_mlp(model));
+    let mut reference = MlpParams::from_mlp_boxed(model);
     check_gradients(&mut params, &analytic, step, floor, |p| {
         for (i, &v) in p.iter().enumerate() {
             reference.set(i, f64::from(v));

@@ -98,6 +98,7 @@ pub const TILE_SAMPLES: usize = TILE_BLOCKS * LANES;
 ///   is itself in a `static` or a box, an arena slot): initialize it in place with
 ///   [`Mlp::init_glorot`] or [`Mlp::read_params`].
 #[derive(Clone, PartialEq)]
+#[cfg_attr(feature = "std", derive(bytemuck::Zeroable))]
 pub struct Mlp<const I: usize, const H: usize, const O: usize> {
     hidden: Dense<I, H>,
     output: Dense<H, O>,
@@ -105,6 +106,7 @@ pub struct Mlp<const I: usize, const H: usize, const O: usize> {
 
 /// Gradients of every parameter of an [`Mlp`], in the layers' layout.
 #[derive(Clone, PartialEq, Debug)]
+#[cfg_attr(feature = "std", derive(bytemuck::Zeroable))]
 pub struct Gradients<const I: usize, const H: usize, const O: usize> {
     /// The hidden layer's gradients.
     pub hidden: DenseGrads<I, H>,
@@ -124,7 +126,7 @@ impl<const I: usize, const H: usize, const O: usize> Gradients<I, H, O> {
     #[cfg(feature = "std")]
     #[must_use]
     pub fn new_boxed() -> std::boxed::Box<Self> {
-        boxed_off_stack(|| Self::ZERO)
+        bytemuck::zeroed_box()
     }
 
     /// The gradients flattened in [`Mlp::write_params`] order into `out`.
@@ -158,6 +160,7 @@ impl<const I: usize, const H: usize, const O: usize> Default for Gradients<I, H,
 /// models"): `Workspace::new_boxed` with `std` (it allocates), or a `static` initialized
 /// with [`Workspace::ZERO`], or a field of caller-provided memory. `Box::new(Workspace::ZERO)`
 /// overflows a 2 MiB stack in debug builds for 784-256-10 (the workspace is 1.5 MB).
+#[cfg_attr(feature = "std", derive(bytemuck::Zeroable))]
 pub struct Workspace<const I: usize, const H: usize, const O: usize> {
     pub(crate) x: [[Lane; I]; TILE_BLOCKS],
     pub(crate) a: [[Lane; H]; TILE_BLOCKS],
@@ -182,15 +185,15 @@ impl<const I: usize, const H: usize, const O: usize> Workspace<I, H, O> {
         Self::ZERO
     }
 
-    /// A zeroed workspace on the heap, built without a stack copy of it in the caller's
-    /// thread, so it works for large models in debug builds too (see [`Mlp`], "Large models").
+    /// A zeroed workspace on the heap, allocated zeroed in place (`bytemuck::zeroed_box`)
+    /// with no copy of it on any stack, so it works for large models in debug builds and on
+    /// small thread stacks too (see [`Mlp`], "Large models").
     ///
-    /// Std only; allocates the box, and for the duration of the call a short-lived thread
-    /// whose stack holds the value while it is built.
+    /// Std only; allocates the box.
     #[cfg(feature = "std")]
     #[must_use]
     pub fn new_boxed() -> std::boxed::Box<Self> {
-        boxed_off_stack(|| Self::ZERO)
+        bytemuck::zeroed_box()
     }
 }
 
@@ -250,11 +253,12 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
         m
     }
 
-    /// [`Mlp::new`] on the heap, built without a stack copy of the model in the caller's
-    /// thread, so it works for large models in debug builds too (see "Large models" above).
+    /// [`Mlp::new`] on the heap: the box is allocated zeroed in place
+    /// (`bytemuck::zeroed_box`), with no copy of the model on any stack, then initialized
+    /// there, so it works for large models in debug builds and on small thread stacks too
+    /// (see "Large models" above).
     ///
-    /// Std only; allocates the box, and for the duration of the call a short-lived thread
-    /// whose stack holds the zero model while it is boxed.
+    /// Std only; allocates the box.
     ///
     /// ```
     /// let big = fusedprop::Mlp::<784, 256, 10>::new_boxed(7);
@@ -263,7 +267,7 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
     #[cfg(feature = "std")]
     #[must_use]
     pub fn new_boxed(seed: u64) -> std::boxed::Box<Self> {
-        let mut m = boxed_off_stack(|| Self::ZERO);
+        let mut m: std::boxed::Box<Self> = bytemuck::zeroed_box();
         m.init_glorot(seed);
         m
     }
@@ -1119,28 +1123,6 @@ fn finite_loss(l: Lane, n: usize, first: usize) -> Result<(), Error> {
             what: "loss",
             index: Some(first + s),
         }),
-    }
-}
-
-/// `Box::new(make())` on a short-lived thread whose stack has room for several copies of
-/// `T`: without optimization (debug builds) a value is copied more than once on the stack on
-/// its way into a box, which overflows the caller's stack for large models. With `unsafe`
-/// (`Box::new_zeroed`) the copy could be avoided altogether; this crate forbids `unsafe`.
-#[cfg(feature = "std")]
-pub(crate) fn boxed_off_stack<T: Send + 'static>(make: fn() -> T) -> std::boxed::Box<T> {
-    use std::boxed::Box;
-    let stack = core::mem::size_of::<T>()
-        .saturating_mul(4)
-        .saturating_add(1 << 20);
-    match std::thread::Builder::new()
-        .stack_size(stack)
-        .spawn(move || Box::new(make()))
-    {
-        Ok(thread) => thread
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
-        // No thread to be had: build it here, as the caller would have.
-        Err(_) => Box::new(make()),
     }
 }
 
