@@ -97,6 +97,35 @@ pub const TILE_SAMPLES: usize = TILE_BLOCKS * LANES;
 /// - **In caller-provided memory:** any `&mut Mlp` will do (a field of a larger struct that
 ///   is itself in a `static` or a box, an arena slot): initialize it in place with
 ///   [`Mlp::init_glorot`] or [`Mlp::read_params`].
+///
+/// # Shapes that do not compile
+/// `I` and `H` must be at least 1 and `O` at least 2: with no class there is nothing to
+/// predict (`predict` would index an empty row), and softmax over one class is always 1, so
+/// the loss would always be 0 and training would silently never learn. Every constructor
+/// (`ZERO`, `new`, `default`, `from_weights`, ...) and every method that takes data checks the
+/// shape at compile time (a `const` assertion, reported when the code is built, not by
+/// `cargo check`):
+///
+/// ```compile_fail,E0080
+/// let m = fusedprop::Mlp::<4, 4, 0>::new(1); // no class to predict
+/// ```
+///
+/// ```compile_fail,E0080
+/// let m = fusedprop::Mlp::<4, 4, 1>::new(1); // one class: the loss is always 0
+/// ```
+///
+/// ```compile_fail,E0080
+/// let m: fusedprop::Mlp<4, 4, 1> = Default::default();
+/// ```
+///
+/// ```compile_fail,E0080
+/// static M: fusedprop::Mlp<4, 0, 3> = fusedprop::Mlp::ZERO; // no hidden unit
+/// ```
+///
+/// ```compile_fail,E0080
+/// let m = fusedprop::Mlp::<4, 4, 0>::from_weights([[0.0; 4]; 4], [0.0; 4], [], [])?;
+/// # Ok::<(), fusedprop::Error>(())
+/// ```
 #[derive(Clone, PartialEq)]
 #[cfg_attr(feature = "std", derive(bytemuck::Zeroable))]
 pub struct Mlp<const I: usize, const H: usize, const O: usize> {
@@ -234,11 +263,32 @@ impl<const I: usize, const H: usize, const O: usize> Default for Mlp<I, H, O> {
 }
 
 impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
+    /// The shape check, evaluated at compile time by every constructor and entry point
+    /// (`let () = Self::SHAPE;`): an `Mlp` with no inputs, no hidden units, or fewer than
+    /// two classes does not compile (see the type's docs, "Shapes that do not compile").
+    const SHAPE: () = {
+        assert!(
+            I >= 1,
+            "Mlp<I, H, O>: I must be at least 1 (a model needs an input)"
+        );
+        assert!(
+            H >= 1,
+            "Mlp<I, H, O>: H must be at least 1 (a hidden layer needs a unit)"
+        );
+        assert!(
+            O >= 2,
+            "Mlp<I, H, O>: O must be at least 2 classes: with 0 there is no class to predict, and softmax over 1 class is always 1, so the loss is always 0 and the model never learns"
+        );
+    };
+
     /// A model with every parameter zero, as a `const`: for statics and in-place
     /// construction of large models (then [`Mlp::init_glorot`]).
-    pub const ZERO: Self = Self {
-        hidden: Dense::ZERO,
-        output: Dense::ZERO,
+    pub const ZERO: Self = {
+        let () = Self::SHAPE;
+        Self {
+            hidden: Dense::ZERO,
+            output: Dense::ZERO,
+        }
     };
 
     /// Number of trainable parameters: `I*H + H + H*O + O` (259 for 4-32-3).
@@ -248,6 +298,7 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
     /// The same seed gives the same model on every target.
     #[must_use]
     pub fn new(seed: u64) -> Self {
+        let () = Self::SHAPE;
         let mut m = Self::ZERO;
         m.init_glorot(seed);
         m
@@ -267,6 +318,7 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
     #[cfg(feature = "std")]
     #[must_use]
     pub fn new_boxed(seed: u64) -> std::boxed::Box<Self> {
+        let () = Self::SHAPE;
         let mut m: std::boxed::Box<Self> = bytemuck::zeroed_box();
         m.init_glorot(seed);
         m
@@ -288,6 +340,8 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
     /// A model from its two layers.
     #[must_use]
     pub fn from_layers(hidden: Dense<I, H>, output: Dense<H, O>) -> Self {
+        let () = Self::SHAPE;
+        let () = Self::SHAPE;
         Self { hidden, output }
     }
 
@@ -302,6 +356,7 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
         w2: [[f32; H]; O],
         b2: [f32; O],
     ) -> Result<Self, Error> {
+        let () = Self::SHAPE;
         let hidden = Dense::from_weights(w1, b1)?;
         let output = Dense::from_weights(w2, b2).map_err(|e| shift(e, Dense::<I, H>::PARAMS))?;
         Ok(Self { hidden, output })
@@ -318,6 +373,7 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
         k2: &[[f32; O]; H],
         b2: [f32; O],
     ) -> Result<Self, Error> {
+        let () = Self::SHAPE;
         let hidden = Dense::from_keras(k1, b1)?;
         let output = Dense::from_keras(k2, b2).map_err(|e| shift(e, Dense::<I, H>::PARAMS))?;
         Ok(Self { hidden, output })
@@ -343,6 +399,7 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
     /// # Errors
     /// [`Error::LengthMismatch`] unless `out.len() == PARAMS`.
     pub fn write_params(&self, out: &mut [f32]) -> Result<(), Error> {
+        let () = Self::SHAPE;
         same_len("parameters", Self::PARAMS, out.len())?;
         let flat = self
             .hidden
@@ -365,6 +422,7 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
     /// [`Error::LengthMismatch`] unless `params.len() == PARAMS`; [`Error::NonFinite`] if a
     /// value is not finite. On error the model is unchanged.
     pub fn read_params(&mut self, params: &[f32]) -> Result<(), Error> {
+        let () = Self::SHAPE;
         same_len("parameters", Self::PARAMS, params.len())?;
         if let Some(i) = params.iter().position(|v| !v.is_finite()) {
             return Err(Error::NonFinite {
@@ -392,6 +450,7 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
     /// inputs and weights so large that `W x` does not fit), which would make its
     /// probabilities NaN. On error `out` may be partly written.
     pub fn predict_proba(&self, x: &[[f32; I]], out: &mut [[f32; O]]) -> Result<(), Error> {
+        let () = Self::SHAPE;
         same_len("outputs", x.len(), out.len())?;
         let mut z = [lanes::zero(); O];
         for (block, (xs, os)) in x.chunks(LANES).zip(out.chunks_mut(LANES)).enumerate() {
@@ -411,6 +470,7 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
     /// # Errors
     /// As [`Mlp::predict_proba`].
     pub fn predict(&self, x: &[[f32; I]], out: &mut [u32]) -> Result<(), Error> {
+        let () = Self::SHAPE;
         same_len("outputs", x.len(), out.len())?;
         let mut z = [lanes::zero(); O];
         for (block, (xs, os)) in x.chunks(LANES).zip(out.chunks_mut(LANES)).enumerate() {
@@ -446,6 +506,7 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
     /// index 0) if the logits overflow `f32`.
     #[inline]
     pub fn predict_one(&self, x: &[f32; I]) -> Result<u32, Error> {
+        let () = Self::SHAPE;
         // PERF: an integer maximum over the magnitudes' bits vectorizes; finite means below
         // the bits of infinity.
         let worst = x.iter().fold(0u32, |m, v| m.max(v.to_bits() & 0x7fff_ffff));
@@ -482,6 +543,7 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
     /// [`Error::NonFinite`] for a non-finite input or loss (a sample's, or the sum over the batch
     /// with `index: None`).
     pub fn loss(&self, x: &[[f32; I]], labels: &[u32]) -> Result<f32, Error> {
+        let () = Self::SHAPE;
         check_batch::<I, O>(x, labels)?;
         let mut z = [lanes::zero(); O];
         // Summed as the training step sums: per lane within a tile, then tile by tile, so
@@ -522,6 +584,7 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
     /// [`Error::NonFinite`] for a non-finite input, or overflowing logits as in
     /// [`Mlp::predict`] (where the predicted class would be meaningless).
     pub fn accuracy(&self, x: &[[f32; I]], labels: &[u32]) -> Result<f32, Error> {
+        let () = Self::SHAPE;
         check_batch::<I, O>(x, labels)?;
         let mut z = [lanes::zero(); O];
         let mut correct = 0usize;
@@ -552,6 +615,7 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
         grads: &mut Gradients<I, H, O>,
         ws: &mut Workspace<I, H, O>,
     ) -> Result<f32, Error> {
+        let () = Self::SHAPE;
         check_batch::<I, O>(x, labels)?;
         // `&self` cannot run the fused update; a scratch copy would cost a model. Instead the
         // shared pass is driven with `Finish::Gradients`, which never writes a weight.
@@ -592,6 +656,7 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
         sgd: &Sgd,
         ws: &mut Workspace<I, H, O>,
     ) -> Result<f32, Error> {
+        let () = Self::SHAPE;
         check_batch::<I, O>(x, labels)?;
         let mut this = MlpRef::Unique(self);
         run(
@@ -632,6 +697,7 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
         sgd: &Sgd,
         ws: &mut Workspace<I, H, O>,
     ) -> Result<f32, Error> {
+        let () = Self::SHAPE;
         let src = Source::packed(batch);
         check_source::<I, O>(src)?;
         let mut this = MlpRef::Unique(self);

@@ -72,6 +72,13 @@ impl TileStats {
 /// [`Workspace`]: build large ones on the heap with [`ParWorkspace::new_boxed`] (a plain
 /// `Box::new(ParWorkspace::ZERO)` goes through the stack in debug builds).
 ///
+/// `C` must be at least 1; a workspace with no slot does not compile (a `const` assertion in
+/// its constructors and in [`Mlp::train_step_par`]):
+///
+/// ```compile_fail,E0080
+/// let pws = fusedprop::ParWorkspace::<4, 8, 3, 0>::new_boxed();
+/// ```
+///
 /// # Examples
 /// ```
 /// use fusedprop::{Mlp, ParWorkspace, Sgd};
@@ -95,16 +102,27 @@ pub struct ParWorkspace<const I: usize, const H: usize, const O: usize, const C:
 impl<const I: usize, const H: usize, const O: usize, const C: usize> ParWorkspace<I, H, O, C> {
     /// A zeroed workspace with the default threshold [`PAR_MIN_FLOP`], as a `const` for
     /// statics and in-place construction.
-    pub const ZERO: Self = Self {
-        slots: [Workspace::ZERO; C],
-        stats: [TileStats::ZERO; C],
-        total: Gradients::ZERO,
-        min_flop: PAR_MIN_FLOP,
+    pub const ZERO: Self = {
+        let () = Self::SLOTS;
+        Self {
+            slots: [Workspace::ZERO; C],
+            stats: [TileStats::ZERO; C],
+            total: Gradients::ZERO,
+            min_flop: PAR_MIN_FLOP,
+        }
     };
+
+    /// The slot check, evaluated at compile time by every constructor and by
+    /// [`Mlp::train_step_par`]: a workspace with no slot has nowhere to run a tile.
+    const SLOTS: () = assert!(
+        C >= 1,
+        "ParWorkspace<I, H, O, C>: C must be at least 1 (a slot per tile run at once; a few per core)"
+    );
 
     /// A new workspace (by value; see the type's docs for large models).
     #[must_use]
     pub fn new() -> Self {
+        let () = Self::SLOTS;
         Self::ZERO
     }
 
@@ -120,6 +138,7 @@ impl<const I: usize, const H: usize, const O: usize, const C: usize> ParWorkspac
     /// ```
     #[must_use]
     pub fn new_boxed() -> std::boxed::Box<Self> {
+        let () = Self::SLOTS;
         let mut pws: std::boxed::Box<Self> = bytemuck::zeroed_box();
         pws.min_flop = PAR_MIN_FLOP;
         pws
@@ -187,6 +206,7 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
         sgd: &Sgd,
         pws: &mut ParWorkspace<I, H, O, C>,
     ) -> Result<f32, Error> {
+        let () = ParWorkspace::<I, H, O, C>::SLOTS;
         check_batch::<I, O>(x, labels)?;
         let src = Source::Rows { x, labels };
         let per_round = step_flop(I, H, O, x.len().min(C * TILE_SAMPLES));
