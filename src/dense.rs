@@ -288,9 +288,9 @@ impl<const I: usize, const O: usize> Dense<I, O> {
     /// samples; its contents on return are unspecified.
     ///
     /// # Errors
-    /// As [`Dense::backward`], and [`Error::NonFinite`] if an input or output gradient is not
-    /// finite, or if the gradient could overflow `f32` (`what: "gradient"`). On error the
-    /// layer is unchanged.
+    /// As [`Dense::backward`], [`Error::NonFinite`] if an input or output gradient is not
+    /// finite, and [`Error::UpdateOverflow`] if the gradient's bound says an update could
+    /// overflow `f32`. On error the layer is unchanged.
     pub fn backward_sgd(
         &mut self,
         x: &[[f32; I]],
@@ -317,10 +317,7 @@ impl<const I: usize, const O: usize> Dense<I, O> {
         }
         let grad_bound = bound * max_x.max(1.0);
         if !update_is_safe(self.max_abs(), grad_bound, sgd.learning_rate()) {
-            return Err(Error::NonFinite {
-                what: "gradient",
-                index: None,
-            });
+            return Err(Error::UpdateOverflow);
         }
         let blocks = x.len().div_ceil(LANES);
         let mut xl = [[lanes::zero(); I]; 1];

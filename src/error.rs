@@ -10,11 +10,14 @@ use core::fmt;
 pub enum Error {
     /// The batch has no samples.
     EmptyBatch,
-    /// Two slices that must have one entry per sample have different lengths.
+    /// Two slices that must have one entry per sample have different lengths, or a slice of
+    /// parameters does not have one entry per parameter.
     LengthMismatch {
-        /// What the lengths belong to, e.g. `"labels"`.
+        /// What the lengths belong to, e.g. `"labels"`, `"parameters"`.
         what: &'static str,
-        /// The number of samples (the length of the inputs).
+        /// The length needed: the number of samples (the length of the inputs), or of
+        /// parameters for `"parameters"` and `"gradients"`, or the capacity of a
+        /// [`PackedBatch`](crate::PackedBatch).
         expected: usize,
         /// The length that was given.
         found: usize,
@@ -33,12 +36,28 @@ pub enum Error {
         /// Which quantity: `"input"`, `"weight"`, `"loss"`, `"gradient"`, `"logit"` ...
         what: &'static str,
         /// Index of the sample (for inputs, logits and losses) or of the parameter in
-        /// [`Mlp::params`](crate::Mlp) order (for weights and gradients); `None` where no
-        /// single index is to blame (for example a gradient whose size could overflow).
+        /// [`Mlp::write_params`](crate::Mlp::write_params) order (for weights and
+        /// gradients); `None` where no single index is to blame (for example a loss whose
+        /// sum over the batch overflows).
         index: Option<usize>,
     },
     /// The learning rate is not finite and positive.
     InvalidLearningRate(f32),
+    /// A training step was refused before it wrote a weight because the bound on its update
+    /// overflows: every input, weight and loss is finite, but `|w| + lr * (bound on |g|)`
+    /// could pass `f32::MAX / 16` (see [`mlp`](crate::mlp), "Refusing a step"). Smaller
+    /// inputs or a smaller learning rate pass.
+    UpdateOverflow,
+    /// An argument that is not data is out of its range: a gradient check's `step` or
+    /// `floor` ([`gradcheck::check_gradients`](crate::gradcheck::check_gradients)).
+    InvalidArgument {
+        /// Which argument, e.g. `"step"`.
+        what: &'static str,
+        /// The value given.
+        value: f64,
+        /// What it must be, e.g. `"finite and positive"`.
+        expected: &'static str,
+    },
 }
 
 impl fmt::Display for Error {
@@ -49,7 +68,16 @@ impl fmt::Display for Error {
                 what,
                 expected,
                 found,
-            } => write!(f, "length mismatch: {found} {what} for {expected} samples"),
+            } => match what {
+                "parameters" | "gradients" => write!(
+                    f,
+                    "length mismatch: {found} {what} for a model of {expected} parameters"
+                ),
+                "samples over the capacity" => {
+                    write!(f, "{found} samples over the capacity of {expected} samples")
+                }
+                _ => write!(f, "length mismatch: {found} {what} for {expected} samples"),
+            },
             Error::LabelOutOfRange {
                 index,
                 label,
@@ -61,13 +89,19 @@ impl fmt::Display for Error {
             Error::NonFinite {
                 what,
                 index: Some(i),
-            } => write!(f, "non-finite {what} at index {i}; the step was refused"),
-            Error::NonFinite { what, index: None } => {
-                write!(f, "non-finite {what}; the step was refused")
-            }
+            } => write!(f, "non-finite {what} at index {i}"),
+            Error::NonFinite { what, index: None } => write!(f, "non-finite {what}"),
             Error::InvalidLearningRate(lr) => {
                 write!(f, "learning rate {lr} is not finite and positive")
             }
+            Error::UpdateOverflow => f.write_str(
+                "the gradient bound would overflow f32 (inputs, weights and loss are finite, but an update could pass f32::MAX / 16); the step was refused and no weight changed",
+            ),
+            Error::InvalidArgument {
+                what,
+                value,
+                expected,
+            } => write!(f, "invalid {what} {value}: it must be {expected}"),
         }
     }
 }

@@ -22,9 +22,9 @@
 //! # Refusing a step
 //! Before the first weight is written the step knows the loss of every sample and the largest
 //! activation, and it bounds every gradient (`|dW2| <= max a`, `|db2| <= 1`,
-//! `|dW1| <= O max|W2| max|x|`, `|db1| <= O max|W2|`). A step whose loss is not finite, or
-//! whose bound says an update could overflow `f32`, is refused with [`Error::NonFinite`] and
-//! leaves every weight bit for bit as it was.
+//! `|dW1| <= O max|W2| max|x|`, `|db1| <= O max|W2|`). A step whose loss is not finite is
+//! refused with [`Error::NonFinite`], one whose bound says an update could overflow `f32`
+//! with [`Error::UpdateOverflow`]; either leaves every weight bit for bit as it was.
 
 use core::fmt;
 
@@ -647,8 +647,9 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
     ///
     /// # Errors
     /// [`Error::EmptyBatch`], [`Error::LengthMismatch`], [`Error::LabelOutOfRange`] (checked
-    /// before any work), [`Error::NonFinite`] for a non-finite input or loss, or a gradient
-    /// that could overflow. On error every weight is bit for bit unchanged.
+    /// before any work), [`Error::NonFinite`] for a non-finite input or loss,
+    /// [`Error::UpdateOverflow`] if the gradient bound says the update could overflow `f32`.
+    /// On error every weight is bit for bit unchanged.
     pub fn train_step(
         &mut self,
         x: &[[f32; I]],
@@ -689,8 +690,9 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
     ///
     /// # Errors
     /// [`Error::EmptyBatch`] for an empty batch, [`Error::LabelOutOfRange`] (checked before
-    /// any work), [`Error::NonFinite`] for a non-finite loss or a gradient that could
-    /// overflow. On error every weight is bit for bit unchanged.
+    /// any work), [`Error::NonFinite`] for a non-finite loss, [`Error::UpdateOverflow`] if
+    /// the gradient bound says the update could overflow `f32`. On error every weight is bit
+    /// for bit unchanged.
     pub fn train_step_packed<const B: usize>(
         &mut self,
         batch: &PackedBatch<I, B>,
@@ -1083,10 +1085,7 @@ pub(crate) fn check_update<const I: usize, const H: usize, const O: usize>(
     if out_ok && hid_ok {
         Ok(())
     } else {
-        Err(Error::NonFinite {
-            what: "gradient",
-            index: None,
-        })
+        Err(Error::UpdateOverflow)
     }
 }
 

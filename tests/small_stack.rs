@@ -69,7 +69,7 @@ fn check_mlp_784_256_10_on_a_2_mib_stack() {
         .expect("the check panicked")
         .expect_err("a step of 0 is refused");
     assert!(
-        matches!(err, Error::NonFinite { what: "step", .. }),
+        matches!(err, Error::InvalidArgument { what: "step", .. }),
         "{err:?}"
     );
 }
