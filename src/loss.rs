@@ -125,6 +125,12 @@ pub(crate) fn xent_block<const O: usize>(
 
 /// [`xent_block`] with the labels already in a lane (`-1` for padding) and the mask of the
 /// valid lanes (`1.0` or `0.0`).
+///
+/// Padding lanes never influence a result: their logits are the model's response to a zero
+/// input, which can overflow (huge biases) and would make their loss and gradient NaN, and
+/// `NaN * 0` is NaN. So a block with padding lanes first sets their logits to 0; their loss
+/// and gradient are then exactly 0. This is the one place where padding is masked for the
+/// loss, its sum over the batch, and the output gradient (issue 9).
 #[inline(always)]
 pub(crate) fn xent_lanes<const O: usize>(
     z: &mut [Lane; O],
@@ -133,6 +139,13 @@ pub(crate) fn xent_lanes<const O: usize>(
     inv_n: f32,
     grad: bool,
 ) -> Lane {
+    // PERF: a full block (all but the last of a batch) pays one compare; only a partial
+    // block pays the O selects.
+    if !lanes::all_valid(valid) {
+        for v in z.iter_mut() {
+            *v = lanes::zero_padding(*v, valid);
+        }
+    }
     let m = row_max(z);
     let mut z_y = lanes::zero();
     for (j, &v) in z.iter().enumerate() {

@@ -828,13 +828,23 @@ pub(crate) fn tile_pass<const I: usize, const H: usize, const O: usize>(
     let a = &mut bufs.a[..blocks];
     m.hidden.forward_blocks(xt, a);
     // ReLU and the running maximum in one pass over the activations, with two maxima in
-    // flight (one chain would serialize on the max latency).
+    // flight (one chain would serialize on the max latency). The padding lanes of a partial
+    // last block hold `relu(b1)` (their input is zero), which can be huge: they are left out
+    // of the maximum, or they would refuse a step that the real samples allow.
     let mut mx = [*max_a; 2];
-    for ab in a.iter_mut() {
+    let full = count / LANES;
+    for ab in a[..full].iter_mut() {
         for (i, v) in ab.iter_mut().enumerate() {
             *v = lanes::relu(*v);
             // NaN-free here only if finite; a NaN activation shows up in the loss check.
             mx[i & 1] = lanes::max(mx[i & 1], *v);
+        }
+    }
+    if let Some(ab) = a.get_mut(full) {
+        let valid = lanes::valid(count % LANES);
+        for (i, v) in ab.iter_mut().enumerate() {
+            *v = lanes::relu(*v);
+            mx[i & 1] = lanes::max(mx[i & 1], lanes::zero_padding(*v, valid));
         }
     }
     *max_a = lanes::max(mx[0], mx[1]);
