@@ -754,6 +754,8 @@ pub(crate) enum Source<'a, const I: usize> {
         y: &'a [Lane],
         n: usize,
         max_x: Lane,
+        /// [`PackedBatch`]'s first label that `f32` does not hold exactly, for the error.
+        inexact_label: Option<(usize, u32)>,
     },
 }
 
@@ -765,6 +767,7 @@ impl<'a, const I: usize> Source<'a, I> {
             y: &batch.y[..blocks],
             n: batch.n,
             max_x: batch.max_x,
+            inexact_label: batch.inexact_label,
         }
     }
 
@@ -1106,7 +1109,12 @@ pub(crate) fn check_source<const I: usize, const O: usize>(
 ) -> Result<(), Error> {
     match src {
         Source::Rows { x, labels } => check_batch::<I, O>(x, labels),
-        Source::Packed { y, n, .. } => {
+        Source::Packed {
+            y,
+            n,
+            inexact_label,
+            ..
+        } => {
             if n == 0 {
                 return Err(Error::EmptyBatch);
             }
@@ -1117,9 +1125,17 @@ pub(crate) fn check_source<const I: usize, const O: usize>(
                         .enumerate()
                         .find(|&(_, l)| l >= O as f32)
                         .unwrap_or((0, 0.0));
+                    let index = b * LANES + s;
+                    // The labels are floats here: from 2^24 on they are rounded, so report
+                    // the one the caller passed. The first out-of-range sample with such a
+                    // label is the first such label of the batch (every one is out of range).
+                    let label = match inexact_label {
+                        Some((i, label)) if i == index => label,
+                        _ => l as u32,
+                    };
                     return Err(Error::LabelOutOfRange {
-                        index: b * LANES + s,
-                        label: l as u32,
+                        index,
+                        label,
                         classes: O,
                     });
                 }
