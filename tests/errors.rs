@@ -285,3 +285,41 @@ fn messages_say_what_happened() {
     assert!(msg.contains("gradient bound would overflow"), "{msg}");
     assert!(!msg.contains("non-finite"), "{msg}");
 }
+
+/// Issue 9, item 7: the loss module said the loss is finite for any finite logits, but
+/// `[[3e38, -3e38]]` with label 1 (exact loss 6e38) gave `Ok(inf)`. It is now an error naming
+/// the sample, as `Mlp::loss` gives, and the fused gradient writes nothing on it.
+#[test]
+fn a_loss_that_overflows_f32_is_an_error() {
+    let e = Error::NonFinite {
+        what: "loss",
+        index: Some(1),
+    };
+    let z = [[0.0, 0.0], [3e38, -3e38], [1.0, 2.0]];
+    assert_eq!(sparse_categorical_cross_entropy(&z, &[0, 1, 1]), Err(e));
+    let mut d = [[7.0f32; 2]; 3];
+    assert_eq!(
+        softmax_cross_entropy_backward(&z, &[0, 1, 1], &mut d),
+        Err(e)
+    );
+    assert_eq!(d, [[7.0; 2]; 3], "dlogits written on error");
+    // Each sample finite, the sum not.
+    let z = vec![[2e38f32, 0.0]; 40];
+    let e = Error::NonFinite {
+        what: "loss",
+        index: None,
+    };
+    assert_eq!(sparse_categorical_cross_entropy(&z, &[1; 40]), Err(e));
+    let mut d = vec![[7.0f32; 2]; 40];
+    assert_eq!(softmax_cross_entropy_backward(&z, &[1; 40], &mut d), Err(e));
+    assert!(
+        d.iter().flatten().all(|&v| v == 7.0),
+        "dlogits written on error"
+    );
+    // The same label with the logits a little closer: finite, and the same from both.
+    let z = [[1e30f32, -1e30]];
+    let l = sparse_categorical_cross_entropy(&z, &[1]).unwrap();
+    assert_eq!(l, 2e30);
+    let mut d = [[0.0f32; 2]];
+    assert_eq!(softmax_cross_entropy_backward(&z, &[1], &mut d), Ok(l));
+}
