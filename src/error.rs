@@ -5,6 +5,23 @@ use core::fmt;
 /// What went wrong, and where. Every public entry point that takes data returns
 /// `Result<_, Error>`; none of them panics on bad input, and a training step that returns an
 /// error has left every weight exactly as it was.
+///
+/// # Examples
+/// ```
+/// use fusedprop::{Error, Mlp, Sgd, Workspace};
+/// let mut m = Mlp::<4, 8, 3>::new(1);
+/// let x = [[0.5; 4], [1.0; 4]];
+/// match m.train_step(&x, &[0, 7], &Sgd::new(0.1)?, &mut Workspace::new()) {
+///     Err(Error::LabelOutOfRange { index, label, classes }) => {
+///         assert_eq!((index, label, classes), (1, 7, 3));
+///     }
+///     other => panic!("{other:?}"),
+/// }
+/// // Every error reads as a sentence (and implements `std::error::Error`):
+/// let e = m.loss(&x, &[0]).unwrap_err();
+/// assert_eq!(e.to_string(), "length mismatch: 1 labels for 2 samples");
+/// # Ok::<(), Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
 pub enum Error {

@@ -182,9 +182,11 @@ impl GradCheck {
 /// assert_eq!(r.worst_index, Some(1));
 /// assert_eq!(r.worst_rel_error, f64::INFINITY);
 /// # Ok::<(), fusedprop::Error>(())
-/// ``` `params` is perturbed during the check and restored, bit
-/// for bit, before this returns (also on error). See the [module docs](self) for how to
-/// choose `step` and for an example.
+/// ```
+///
+/// `params` is perturbed during the check and restored, bit for bit, before this returns
+/// (also on error). See the [module docs](self) for how to choose `step` and for an
+/// example.
 ///
 /// # Errors
 /// [`Error::LengthMismatch`] if `analytic` and `params` differ in length;

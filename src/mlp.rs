@@ -347,6 +347,24 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
 
     /// A model from weights in this crate's layout (`[out][in]`, as PyTorch).
     ///
+    /// # Examples
+    /// ```
+    /// use fusedprop::{Error, Mlp};
+    /// // Two inputs, two hidden units (one per input), two classes.
+    /// let m = Mlp::<2, 2, 2>::from_weights(
+    ///     [[1.0, 0.0], [0.0, 1.0]], // w1[hidden][input]
+    ///     [0.0, 0.0],
+    ///     [[1.0, 0.0], [0.0, 1.0]], // w2[class][hidden]
+    ///     [0.0, 0.0],
+    /// )?;
+    /// assert_eq!(m.predict_one(&[3.0, 1.0])?, 0);
+    /// // A non-finite value is refused, with its index in `write_params` order (w1, b1, w2).
+    /// let w2 = [[f32::NAN, 0.0], [0.0; 2]];
+    /// let bad = Mlp::<2, 2, 2>::from_weights([[0.0; 2]; 2], [0.0; 2], w2, [0.0; 2]);
+    /// assert_eq!(bad.unwrap_err(), Error::NonFinite { what: "weight", index: Some(6) });
+    /// # Ok::<(), Error>(())
+    /// ```
+    ///
     /// # Errors
     /// [`Error::NonFinite`] (`"weight"`, index in [`Mlp::write_params`] order) if a value is
     /// NaN or infinite.
@@ -364,6 +382,18 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
 
     /// A model from Keras weights: kernels in Keras layout, `[inputs][outputs]`
     /// (`model.get_weights()` order: kernel, bias, kernel, bias).
+    ///
+    /// # Examples
+    /// ```
+    /// use fusedprop::Mlp;
+    /// // Keras kernels are [inputs][outputs]: the transpose of `from_weights`' layout.
+    /// let k1 = [[1.0, 2.0, 3.0]]; // 1 input, 3 hidden units
+    /// let k2 = [[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]]; // 3 hidden units, 2 classes
+    /// let m = Mlp::<1, 3, 2>::from_keras(&k1, [0.0; 3], &k2, [0.0; 2])?;
+    /// assert_eq!(m.hidden().weights(), &[[1.0], [2.0], [3.0]]);
+    /// assert_eq!(m.output().weights(), &[[1.0, 0.0, 0.5], [0.0, 1.0, 0.5]]);
+    /// # Ok::<(), fusedprop::Error>(())
+    /// ```
     ///
     /// # Errors
     /// As [`Mlp::from_weights`].
@@ -396,6 +426,17 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
     /// Every parameter, flattened: hidden weights (row-major), hidden biases, output weights,
     /// output biases.
     ///
+    /// # Examples
+    /// ```
+    /// use fusedprop::Mlp;
+    /// let m = Mlp::<4, 8, 3>::new(1);
+    /// let mut params = vec![0.0; Mlp::<4, 8, 3>::PARAMS]; // 4*8 + 8 + 8*3 + 3 = 67
+    /// m.write_params(&mut params)?;
+    /// assert_eq!(params[..4], m.hidden().weights()[0]);
+    /// assert!(m.write_params(&mut [0.0; 5]).is_err()); // wrong length
+    /// # Ok::<(), fusedprop::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// [`Error::LengthMismatch`] unless `out.len() == PARAMS`.
     pub fn write_params(&self, out: &mut [f32]) -> Result<(), Error> {
@@ -417,6 +458,23 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
     }
 
     /// Sets every parameter from a flat slice in [`Mlp::write_params`] order.
+    ///
+    /// # Examples
+    /// ```
+    /// use fusedprop::Mlp;
+    /// // Save a model's parameters and load them into another.
+    /// let trained = Mlp::<4, 8, 3>::new(1);
+    /// let mut params = vec![0.0; Mlp::<4, 8, 3>::PARAMS];
+    /// trained.write_params(&mut params)?;
+    /// let mut copy = Mlp::<4, 8, 3>::ZERO;
+    /// copy.read_params(&params)?;
+    /// assert_eq!(copy, trained);
+    /// // Wrong length or a non-finite value: an error, and the model is unchanged.
+    /// let err = copy.read_params(&[0.0; 5]).unwrap_err();
+    /// assert_eq!(err.to_string(), "length mismatch: 5 parameters for a model of 67 parameters");
+    /// assert_eq!(copy, trained);
+    /// # Ok::<(), fusedprop::Error>(())
+    /// ```
     ///
     /// # Errors
     /// [`Error::LengthMismatch`] unless `params.len() == PARAMS`; [`Error::NonFinite`] if a
@@ -444,6 +502,19 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
 
     /// Class probabilities (softmax outputs) for each sample.
     ///
+    /// # Examples
+    /// ```
+    /// use fusedprop::Mlp;
+    /// let m = Mlp::<4, 32, 3>::new(7);
+    /// let x = [[5.1, 3.5, 1.4, 0.2], [6.2, 2.9, 4.3, 1.3]];
+    /// let mut proba = [[0.0; 3]; 2]; // one row of class probabilities per sample
+    /// m.predict_proba(&x, &mut proba)?;
+    /// for p in proba {
+    ///     assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+    /// }
+    /// # Ok::<(), fusedprop::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// [`Error::LengthMismatch`] if `out.len() != x.len()`; [`Error::NonFinite`] (`"input"`)
     /// if an input is not finite, or (`"logit"`) if a sample's logits overflow `f32` (finite
@@ -466,6 +537,20 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
     }
 
     /// The most probable class of each sample (the first one on ties).
+    ///
+    /// # Examples
+    /// ```
+    /// use fusedprop::{Error, Mlp};
+    /// let m = Mlp::<4, 32, 3>::new(7);
+    /// let x = [[5.1, 3.5, 1.4, 0.2], [6.2, 2.9, 4.3, 1.3], [7.7, 3.0, 6.1, 2.3]];
+    /// let mut classes = [0u32; 3]; // one class per sample
+    /// m.predict(&x, &mut classes)?;
+    /// assert!(classes.iter().all(|&c| c < 3));
+    /// // A NaN input is refused and named:
+    /// let e = m.predict(&[[f32::NAN; 4]], &mut [0]).unwrap_err();
+    /// assert_eq!(e, Error::NonFinite { what: "input", index: Some(0) });
+    /// # Ok::<(), Error>(())
+    /// ```
     ///
     /// # Errors
     /// As [`Mlp::predict_proba`].
@@ -538,6 +623,17 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
 
     /// Mean sparse categorical cross-entropy over a batch.
     ///
+    /// # Examples
+    /// ```
+    /// use fusedprop::Mlp;
+    /// // All-zero weights give equal probabilities: the loss is ln 3 for any label.
+    /// let m = Mlp::<4, 8, 3>::ZERO;
+    /// let loss = m.loss(&[[1.0, 2.0, 3.0, 4.0], [0.5; 4]], &[0, 2])?;
+    /// assert!((loss - 3f32.ln()).abs() < 1e-6);
+    /// assert!(m.loss(&[[0.0; 4]], &[3]).is_err()); // label 3 of 3 classes
+    /// # Ok::<(), fusedprop::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// [`Error::EmptyBatch`], [`Error::LengthMismatch`], [`Error::LabelOutOfRange`],
     /// [`Error::NonFinite`] for a non-finite input or loss (a sample's, or the sum over the batch
@@ -579,6 +675,18 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
 
     /// Fraction of samples whose predicted class is the label.
     ///
+    /// # Examples
+    /// ```
+    /// use fusedprop::Mlp;
+    /// // Class 0 when the first input is larger, class 1 otherwise.
+    /// let m = Mlp::<2, 2, 2>::from_weights(
+    ///     [[1.0, 0.0], [0.0, 1.0]], [0.0; 2], [[1.0, 0.0], [0.0, 1.0]], [0.0; 2],
+    /// )?;
+    /// let x = [[2.0, 1.0], [1.0, 2.0], [3.0, 0.0], [0.0, 1.0]];
+    /// assert_eq!(m.accuracy(&x, &[0, 1, 0, 0])?, 0.75);
+    /// # Ok::<(), fusedprop::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// [`Error::EmptyBatch`], [`Error::LengthMismatch`], [`Error::LabelOutOfRange`],
     /// [`Error::NonFinite`] for a non-finite input, or overflowing logits as in
@@ -603,6 +711,19 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
 
     /// Gradients of the mean loss over the batch with respect to every parameter, into
     /// `grads` (overwritten); returns the mean loss. The model is not changed.
+    ///
+    /// # Examples
+    /// ```
+    /// use fusedprop::{Gradients, Mlp, Workspace};
+    /// let m = Mlp::<4, 8, 3>::new(3);
+    /// let (x, y) = ([[0.5, -1.0, 2.0, 0.0], [1.0, 1.0, -0.5, 0.25]], [2, 0]);
+    /// let mut grads = Gradients::ZERO;
+    /// let loss = m.gradients(&x, &y, &mut grads, &mut Workspace::new())?;
+    /// assert_eq!(loss, m.loss(&x, &y)?);
+    /// // The output biases' gradient is the mean of (p - onehot): it sums to 0.
+    /// assert!(grads.output.b.iter().sum::<f32>().abs() < 1e-6);
+    /// # Ok::<(), fusedprop::Error>(())
+    /// ```
     ///
     /// # Errors
     /// As [`Mlp::loss`], and [`Error::NonFinite`] (`"gradient"`, index in
@@ -644,6 +765,23 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
     /// One step of SGD on the batch (full batch or mini-batch), the update fused into the
     /// backward pass; returns the mean loss computed *before* the update (as Keras reports
     /// it).
+    ///
+    /// # Examples
+    /// ```
+    /// use fusedprop::{Error, Mlp, Sgd, Workspace};
+    /// let mut m = Mlp::<2, 8, 2>::new(5);
+    /// let (x, y) = ([[0.0, 1.0], [1.0, 0.0]], [1, 0]);
+    /// let (sgd, mut ws) = (Sgd::new(0.5)?, Workspace::new());
+    /// let first = m.train_step(&x, &y, &sgd, &mut ws)?;
+    /// let second = m.train_step(&x, &y, &sgd, &mut ws)?;
+    /// assert!(second < first);
+    /// // A refused step changes nothing:
+    /// let before = m.clone();
+    /// let e = m.train_step(&[[f32::INFINITY, 0.0]], &[0], &sgd, &mut ws).unwrap_err();
+    /// assert_eq!(e, Error::NonFinite { what: "input", index: Some(0) });
+    /// assert_eq!(m, before);
+    /// # Ok::<(), Error>(())
+    /// ```
     ///
     /// # Errors
     /// [`Error::EmptyBatch`], [`Error::LengthMismatch`], [`Error::LabelOutOfRange`] (checked
