@@ -66,7 +66,7 @@ pub enum Error {
     /// inputs or a smaller learning rate pass.
     UpdateOverflow,
     /// An argument that is not data is out of its range: a gradient check's `step` or
-    /// `floor` ([`gradcheck::check_gradients`](crate::gradcheck::check_gradients)).
+    /// `floor` (`gradcheck::check_gradients`, feature `std`).
     InvalidArgument {
         /// Which argument, e.g. `"step"`.
         what: &'static str,
