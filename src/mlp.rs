@@ -982,11 +982,14 @@ pub(crate) fn tile_pass<const I: usize, const H: usize, const O: usize>(
         }
     }
     if let Some(ab) = a.get_mut(full) {
-        let valid = lanes::valid(count % LANES);
+        // The partial block's own maximum, its padding lanes cleared with one select.
+        let mut bm = [lanes::zero(); 2];
         for (i, v) in ab.iter_mut().enumerate() {
             *v = lanes::relu(*v);
-            mx[i & 1] = lanes::max(mx[i & 1], lanes::zero_padding(*v, valid));
+            bm[i & 1] = lanes::max(bm[i & 1], *v);
         }
+        let bm = lanes::zero_padding(lanes::max(bm[0], bm[1]), lanes::valid(count % LANES));
+        mx[0] = lanes::max(mx[0], bm);
     }
     *max_a = lanes::max(mx[0], mx[1]);
     m.output.forward_blocks(a, &mut bufs.z[..blocks]);
