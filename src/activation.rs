@@ -308,15 +308,18 @@ pub(crate) mod sealed {
 
 /// No activation: `y = z` (the last layer of a network, whose head applies its own).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "std", derive(bytemuck::Zeroable))]
 pub struct Linear;
 
 /// `y = max(z, 0)`; NaN stays NaN; derivative 0 at `z = 0`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "std", derive(bytemuck::Zeroable))]
 pub struct Relu;
 
 /// `y = z` for `z > 0`, `slope * z` otherwise. The slope is the caller's: Keras's `LeakyReLU`
 /// defaults to 0.3 (its `leaky_relu` function to 0.2), PyTorch's to 0.01.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[cfg_attr(feature = "std", derive(bytemuck::Zeroable))]
 pub struct LeakyRelu {
     slope: f32,
 }
@@ -359,19 +362,23 @@ impl LeakyRelu {
 
 /// `y = tanh z`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "std", derive(bytemuck::Zeroable))]
 pub struct Tanh;
 
 /// The logistic sigmoid, `y = 1 / (1 + e^-z)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "std", derive(bytemuck::Zeroable))]
 pub struct Sigmoid;
 
 /// SiLU (swish), `y = z sigmoid(z)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "std", derive(bytemuck::Zeroable))]
 pub struct Silu;
 
 /// GELU in its exact form, `y = z Φ(z) = z (1 + erf(z / √2)) / 2` (Keras's
 /// `approximate=False` and PyTorch's default).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "std", derive(bytemuck::Zeroable))]
 pub struct Gelu;
 
 macro_rules! const_activation {

@@ -46,6 +46,10 @@ pub struct PackedBatch<const I: usize, const B: usize> {
     pub(crate) n: usize,
     /// Lane-wise maximum of `|x|` over the samples.
     pub(crate) max_x: Lane,
+    /// The first label that `f32` does not hold exactly (`>= 2^24`), with its index: the
+    /// labels are stored as floats, and a [`LabelOutOfRange`](Error::LabelOutOfRange) must
+    /// report the label the caller passed (such a label is always out of range).
+    pub(crate) inexact_label: Option<(usize, u32)>,
 }
 
 impl<const I: usize, const B: usize> PackedBatch<I, B> {
@@ -55,6 +59,7 @@ impl<const I: usize, const B: usize> PackedBatch<I, B> {
         y: [Lane::ZERO; B],
         n: 0,
         max_x: Lane::ZERO,
+        inexact_label: None,
     };
 
     /// The most samples the batch can hold: `16 * B`.
@@ -118,6 +123,10 @@ impl<const I: usize, const B: usize> PackedBatch<I, B> {
             }
         }
         self.max_x = max_x;
+        self.inexact_label = labels
+            .iter()
+            .position(|&l| l >= 1 << 24)
+            .map(|i| (i, labels[i]));
         self.n = x.len();
         Ok(())
     }

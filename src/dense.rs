@@ -45,6 +45,7 @@ use crate::rng::{SplitMix64, glorot_limit};
 /// passes when the layer is part of a [`Network`](crate::Network) ([`Linear`] by default: the
 /// batch functions of this type, such as [`Dense::forward`], are for linear layers).
 #[derive(Clone, PartialEq)]
+#[cfg_attr(feature = "std", derive(bytemuck::Zeroable))]
 pub struct Dense<const I: usize, const O: usize, A = Linear> {
     w: [[f32; I]; O],
     b: [f32; O],
@@ -53,6 +54,7 @@ pub struct Dense<const I: usize, const O: usize, A = Linear> {
 
 /// The gradients of a [`Dense`] layer's parameters, in the layer's layout.
 #[derive(Clone, PartialEq, Debug)]
+#[cfg_attr(feature = "std", derive(bytemuck::Zeroable))]
 pub struct DenseGrads<const I: usize, const O: usize> {
     /// `dL/dW`, `[[f32; I]; O]` like the weights.
     pub w: [[f32; I]; O],
@@ -337,9 +339,9 @@ impl<const I: usize, const O: usize> Dense<I, O> {
     /// samples; its contents on return are unspecified.
     ///
     /// # Errors
-    /// As [`Dense::backward`], and [`Error::NonFinite`] if an input or output gradient is not
-    /// finite, or if the gradient could overflow `f32` (`what: "gradient"`). On error the
-    /// layer is unchanged.
+    /// As [`Dense::backward`], [`Error::NonFinite`] if an input or output gradient is not
+    /// finite, and [`Error::UpdateOverflow`] if the gradient's bound says an update could
+    /// overflow `f32`. On error the layer is unchanged.
     pub fn backward_sgd(
         &mut self,
         x: &[[f32; I]],
@@ -366,10 +368,7 @@ impl<const I: usize, const O: usize> Dense<I, O> {
         }
         let grad_bound = bound * max_x.max(1.0);
         if !update_is_safe(self.max_abs(), grad_bound, sgd.learning_rate()) {
-            return Err(Error::NonFinite {
-                what: "gradient",
-                index: None,
-            });
+            return Err(Error::UpdateOverflow);
         }
         let blocks = x.len().div_ceil(LANES);
         let lr = sgd.learning_rate();

@@ -5,16 +5,36 @@ use core::fmt;
 /// What went wrong, and where. Every public entry point that takes data returns
 /// `Result<_, Error>`; none of them panics on bad input, and a training step that returns an
 /// error has left every weight exactly as it was.
+///
+/// # Examples
+/// ```
+/// use fusedprop::{Error, Mlp, Sgd, Workspace};
+/// let mut m = Mlp::<4, 8, 3>::new(1);
+/// let x = [[0.5; 4], [1.0; 4]];
+/// match m.train_step(&x, &[0, 7], &Sgd::new(0.1)?, &mut Workspace::new()) {
+///     Err(Error::LabelOutOfRange { index, label, classes }) => {
+///         assert_eq!((index, label, classes), (1, 7, 3));
+///     }
+///     other => panic!("{other:?}"),
+/// }
+/// // Every error reads as a sentence (and implements `std::error::Error`):
+/// let e = m.loss(&x, &[0]).unwrap_err();
+/// assert_eq!(e.to_string(), "length mismatch: 1 labels for 2 samples");
+/// # Ok::<(), Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
 pub enum Error {
     /// The batch has no samples.
     EmptyBatch,
-    /// Two slices that must have one entry per sample have different lengths.
+    /// Two slices that must have one entry per sample have different lengths, or a slice of
+    /// parameters does not have one entry per parameter.
     LengthMismatch {
-        /// What the lengths belong to, e.g. `"labels"`.
+        /// What the lengths belong to, e.g. `"labels"`, `"parameters"`.
         what: &'static str,
-        /// The number of samples (the length of the inputs).
+        /// The length needed: the number of samples (the length of the inputs), or of
+        /// parameters for `"parameters"` and `"gradients"`, or the capacity of a
+        /// [`PackedBatch`](crate::PackedBatch).
         expected: usize,
         /// The length that was given.
         found: usize,
@@ -33,8 +53,9 @@ pub enum Error {
         /// Which quantity: `"input"`, `"weight"`, `"loss"`, `"gradient"`, `"logit"` ...
         what: &'static str,
         /// Index of the sample (for inputs, logits and losses) or of the parameter in
-        /// [`Mlp::params`](crate::Mlp) order (for weights and gradients); `None` where no
-        /// single index is to blame (for example a gradient whose size could overflow).
+        /// [`Mlp::write_params`](crate::Mlp::write_params) order (for weights and
+        /// gradients); `None` where no single index is to blame (for example a loss whose
+        /// sum over the batch overflows).
         index: Option<usize>,
     },
     /// The learning rate is not finite and positive.
@@ -51,9 +72,22 @@ pub enum Error {
         /// Index of the sample.
         index: usize,
     },
-    /// Every value of the step is finite, but the bound on its update could overflow `f32`
-    /// (a weight or an optimizer's moment); the step was refused and nothing was written.
+    /// A training step was refused before it wrote a weight because the bound on its update
+    /// overflows: every input, weight and loss is finite, but a weight (or an optimizer's
+    /// velocity or moment) could pass `f32::MAX / 16` (see [`mlp`](crate::mlp) and
+    /// [`network`](crate::network), "Refusing a step"). Smaller inputs or a smaller learning
+    /// rate pass. Nothing was written, optimizer state included.
     UpdateOverflow,
+    /// An argument that is not data is out of its range: a gradient check's `step` or
+    /// `floor` (`gradcheck::check_gradients`, feature `std`).
+    InvalidArgument {
+        /// Which argument, e.g. `"step"`.
+        what: &'static str,
+        /// The value given.
+        value: f64,
+        /// What it must be, e.g. `"finite and positive"`.
+        expected: &'static str,
+    },
     /// A list of tensors (Keras's `get_weights()` order, or PyTorch's `state_dict`) does not
     /// fit the network.
     ShapeMismatch {
@@ -75,7 +109,16 @@ impl fmt::Display for Error {
                 what,
                 expected,
                 found,
-            } => write!(f, "length mismatch: {found} {what} for {expected} samples"),
+            } => match what {
+                "parameters" | "gradients" => write!(
+                    f,
+                    "length mismatch: {found} {what} for a model of {expected} parameters"
+                ),
+                "samples over the capacity" => {
+                    write!(f, "{found} samples over the capacity of {expected} samples")
+                }
+                _ => write!(f, "length mismatch: {found} {what} for {expected} samples"),
+            },
             Error::LabelOutOfRange {
                 index,
                 label,
@@ -87,10 +130,8 @@ impl fmt::Display for Error {
             Error::NonFinite {
                 what,
                 index: Some(i),
-            } => write!(f, "non-finite {what} at index {i}; the step was refused"),
-            Error::NonFinite { what, index: None } => {
-                write!(f, "non-finite {what}; the step was refused")
-            }
+            } => write!(f, "non-finite {what} at index {i}"),
+            Error::NonFinite { what, index: None } => write!(f, "non-finite {what}"),
             Error::InvalidLearningRate(lr) => {
                 write!(f, "learning rate {lr} is not finite and positive")
             }
@@ -102,8 +143,13 @@ impl fmt::Display for Error {
                 "target of sample {index} is outside [0, 1], the range of a binary cross-entropy target"
             ),
             Error::UpdateOverflow => f.write_str(
-                "the update's bound would overflow f32 (huge inputs or weights); the step was refused and nothing was written",
+                "the gradient bound would overflow f32 (inputs, weights and loss are finite, but an update could pass f32::MAX / 16); the step was refused and no weight or optimizer state changed",
             ),
+            Error::InvalidArgument {
+                what,
+                value,
+                expected,
+            } => write!(f, "invalid {what} {value}: it must be {expected}"),
             Error::ShapeMismatch {
                 tensor,
                 expected,

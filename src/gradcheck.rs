@@ -138,7 +138,9 @@ use crate::{Gradients, Mlp, Workspace};
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GradCheck {
     /// The largest `|g - fd| / max(|g|, |fd|, floor)` over the checked parameters (0 if
-    /// there are none).
+    /// there are none); `+inf` if some parameter could not be checked (its error was NaN or
+    /// infinite, for example because `p + h` and `p - h` round to the same `f32`), and then
+    /// `worst_index` is the first such parameter.
     pub worst_rel_error: f64,
     /// The parameter where it occurred (`None` if there are no parameters).
     pub worst_index: Option<usize>,
@@ -151,10 +153,12 @@ pub struct GradCheck {
 }
 
 impl GradCheck {
-    /// Whether every checked parameter agreed within `max_rel_error`.
+    /// Whether every checked parameter agreed within `max_rel_error`. A check whose worst
+    /// error is not finite (a parameter whose perturbation rounded away, see
+    /// [`check_gradients`]) never passes, whatever `max_rel_error`.
     #[must_use]
     pub fn passed(&self, max_rel_error: f64) -> bool {
-        self.worst_rel_error <= max_rel_error
+        self.worst_rel_error.is_finite() && self.worst_rel_error <= max_rel_error
     }
 }
 
@@ -163,14 +167,32 @@ impl GradCheck {
 ///
 /// `step` is relative: parameter `p` is moved by `h = step * max(1, |p|)`; `floor` bounds the
 /// denominator of the relative error from below, so that gradients much smaller than
-/// `floor` are compared absolutely. `params` is perturbed during the check and restored, bit
-/// for bit, before this returns (also on error). See the [module docs](self) for how to
-/// choose `step` and for an example.
+/// `floor` are compared absolutely. A parameter whose relative error is NaN or infinite
+/// fails the check: the report's `worst_rel_error` is `+inf` and `worst_index` names it.
+/// That happens when the step is too small for the parameter's `f32` precision (`p + h`
+/// and `p - h` round to the same value, so the difference quotient is `0 / 0`):
+///
+/// ```
+/// use fusedprop::gradcheck::check_gradients;
+/// let loss = |q: &[f32]| f64::from(q[0]).powi(2) + f64::from(q[1]).powi(2);
+/// // The gradient at (0, 1000) is (0, 2000); the second entry is wrong, but 1000 +- 1e-5
+/// // is 1000 in f32, so no finite difference can judge it.
+/// let r = check_gradients(&mut [0.0, 1000.0], &[0.0, -12345.0], 1e-8, 1e-6, loss)?;
+/// assert!(!r.passed(1e-3));
+/// assert_eq!(r.worst_index, Some(1));
+/// assert_eq!(r.worst_rel_error, f64::INFINITY);
+/// # Ok::<(), fusedprop::Error>(())
+/// ```
+///
+/// `params` is perturbed during the check and restored, bit for bit, before this returns
+/// (also on error). See the [module docs](self) for how to choose `step` and for an
+/// example.
 ///
 /// # Errors
 /// [`Error::LengthMismatch`] if `analytic` and `params` differ in length;
-/// [`Error::NonFinite`] (`"step"`) if `step` is not finite and positive or `floor` is
-/// negative; [`Error::NonFinite`] (`"gradient"`, index) for a non-finite analytic gradient;
+/// [`Error::InvalidArgument`] (`"step"`) if `step` is not finite and positive, (`"floor"`)
+/// if `floor` is not finite and non-negative (a `floor` of `+inf` would pass any gradient);
+/// [`Error::NonFinite`] (`"gradient"`, index) for a non-finite analytic gradient;
 /// [`Error::NonFinite`] (`"loss"`, index of the parameter) if the loss is not finite at a
 /// perturbed point.
 pub fn check_gradients(
@@ -181,10 +203,18 @@ pub fn check_gradients(
     mut loss: impl FnMut(&[f32]) -> f64,
 ) -> Result<GradCheck, Error> {
     same_len("gradients", params.len(), analytic.len())?;
-    if !(step.is_finite() && step > 0.0) || floor.is_nan() || floor < 0.0 {
-        return Err(Error::NonFinite {
+    if !(step.is_finite() && step > 0.0) {
+        return Err(Error::InvalidArgument {
             what: "step",
-            index: None,
+            value: f64::from(step),
+            expected: "finite and positive",
+        });
+    }
+    if !(floor.is_finite() && floor >= 0.0) {
+        return Err(Error::InvalidArgument {
+            what: "floor",
+            value: floor,
+            expected: "finite and non-negative",
         });
     }
     if let Some(i) = analytic.iter().position(|g| !g.is_finite()) {
@@ -220,6 +250,16 @@ pub fn check_gradients(
         let numeric = (lp - lm) / (f64::from(plus) - f64::from(minus));
         let g = f64::from(analytic[i]);
         let rel = (g - numeric).abs() / g.abs().max(numeric.abs()).max(floor);
+        // NaN (`0 / 0` where the perturbation rounded away, or a zero floor with both
+        // gradients 0) or infinity: this parameter could not be checked, which fails the
+        // check. `>` ignores NaN, so it is made `+inf`; the first such parameter stays.
+        let rel = if rel.is_finite() {
+            rel
+        } else if g == numeric {
+            0.0
+        } else {
+            f64::INFINITY
+        };
         if report.worst_index.is_none() || rel > report.worst_rel_error {
             report.worst_rel_error = rel;
             report.worst_index = Some(i);
@@ -258,14 +298,16 @@ pub fn check_mlp<const I: usize, const H: usize, const O: usize>(
     step: f32,
     floor: f64,
 ) -> Result<GradCheck, Error> {
-    let mut ws = std::boxed::Box::new(Workspace::<I, H, O>::ZERO);
-    let mut grads = std::boxed::Box::new(Gradients::<I, H, O>::ZERO);
+    // Zeroed in place on the heap: `Box::new(Workspace::ZERO)` goes through the stack in
+    // debug builds and overflows it for 784-256-10.
+    let mut ws = Workspace::<I, H, O>::new_boxed();
+    let mut grads = Gradients::<I, H, O>::new_boxed();
     model.gradients(x, labels, &mut grads, &mut ws)?;
     let mut analytic = vec![0.0f32; Mlp::<I, H, O>::PARAMS];
     grads.write_flat(&mut analytic)?;
     let mut params = vec![0.0f32; Mlp::<I, H, O>::PARAMS];
     model.write_params(&mut params)?;
-    let mut reference = std::boxed::Box::new(MlpParams::from_mlp(model));
+    let mut reference = MlpParams::from_mlp_boxed(model);
     check_gradients(&mut params, &analytic, step, floor, |p| {
         for (i, &v) in p.iter().enumerate() {
             reference.set(i, f64::from(v));

@@ -408,6 +408,19 @@ pub(crate) fn valid_from_labels(y: Lane) -> Lane {
     y.simd_ge(zero()).select(splat(1.0), zero())
 }
 
+/// Whether every lane of a [`valid`] mask is valid (the block has no padding lane).
+#[inline(always)]
+pub(crate) fn all_valid(valid: Lane) -> bool {
+    valid.simd_gt(zero()).all()
+}
+
+/// `x` in the valid lanes of a [`valid`] mask, `0` in the padding lanes, whatever `x` holds
+/// there (NaN and infinity included, which `x * valid` would keep).
+#[inline(always)]
+pub(crate) fn zero_padding(x: Lane, valid: Lane) -> Lane {
+    valid.simd_gt(zero()).select(x, zero())
+}
+
 /// Whether every lane of `y` (labels as floats, `-1` for padding) is below `classes`.
 #[inline(always)]
 pub(crate) fn labels_below(y: Lane, classes: usize) -> bool {

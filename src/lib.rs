@@ -112,7 +112,8 @@
 //! - **NaN policy.** ReLU keeps NaN (`relu(NaN) = NaN`), so a NaN cannot hide on its way to
 //!   the loss; softmax of a row containing NaN is NaN. The model functions refuse non-finite
 //!   inputs with [`Error::NonFinite`], and a training step whose loss is not finite, or whose
-//!   gradient could overflow, is refused and leaves the weights bit for bit unchanged.
+//!   gradient could overflow ([`Error::UpdateOverflow`]), is refused and leaves the weights
+//!   bit for bit unchanged.
 //!
 //! ## Features
 //! - `std` (default): the std-only helpers `simd_hint`, the gradient checker

@@ -8,7 +8,12 @@
 //! ```
 //!
 //! computed as `(max_j z_sj - z_{s,y_s}) + log sum_j e^{z_sj - max_j z_sj}` (log-sum-exp),
-//! which is finite for any finite logits, even `±1e30`. Keras's
+//! which never overflows in an intermediate step: it is finite whenever the exact loss fits
+//! in `f32`, which it always does for logits within `±1e30`. Beyond that the exact loss can
+//! exceed `f32::MAX` (logits `[3e38, -3e38]` with label 1 have a loss of `6e38`): then the
+//! functions below return [`Error::NonFinite`] (`"loss"`, the sample's index, or `None` when
+//! the samples' losses are finite but their sum is not), as the model's methods do, rather
+//! than `Ok(inf)`. Keras's
 //! `SparseCategoricalCrossentropy()` on softmax outputs clips probabilities to
 //! `[1e-7, 1 - 1e-7]`, which caps a sample's loss at about 16.1; this crate does not clip, so
 //! the two agree wherever the true class has probability above `1e-7` (the conformance test
@@ -34,34 +39,63 @@ use crate::lanes::{self, LANES, Lane};
 /// # Errors
 /// [`Error::EmptyBatch`]; [`Error::LengthMismatch`] if `labels.len() != logits.len()`;
 /// [`Error::LabelOutOfRange`] if a label is `>= O`; [`Error::NonFinite`] (`"logit"`) if a
-/// logit is NaN or infinite.
+/// logit is NaN or infinite, (`"loss"`, index of the sample) if finite logits so far apart
+/// that a sample's loss overflows `f32` (see the [module docs](self)), or (`"loss"`, `None`)
+/// if the sum over the batch overflows.
 ///
 /// # Examples
 /// ```
 /// // Two classes with equal logits: the loss is ln 2 whatever the label.
 /// let loss = fusedprop::sparse_categorical_cross_entropy(&[[0.5, 0.5]], &[1]).unwrap();
 /// assert!((loss - core::f32::consts::LN_2).abs() < 1e-7);
+///
+/// // The exact loss of these finite logits, 6e38, does not fit in f32: an error, not inf.
+/// let e = fusedprop::sparse_categorical_cross_entropy(&[[3e38, -3e38]], &[1]).unwrap_err();
+/// assert_eq!(e, fusedprop::Error::NonFinite { what: "loss", index: Some(0) });
 /// ```
 pub fn sparse_categorical_cross_entropy<const O: usize>(
     logits: &[[f32; O]],
     labels: &[u32],
 ) -> Result<f32, Error> {
     check_batch(logits, labels)?;
+    checked_loss(logits, labels)
+}
+
+/// The mean loss, with every sample's loss and their sum checked to be finite: the one
+/// vector test per block fails only where some lane is not finite.
+fn checked_loss<const O: usize>(logits: &[[f32; O]], labels: &[u32]) -> Result<f32, Error> {
     let mut z = [lanes::zero(); O];
     let mut total = lanes::zero();
-    for (zs, ls) in logits.chunks(LANES).zip(labels.chunks(LANES)) {
+    for (b, (zs, ls)) in logits.chunks(LANES).zip(labels.chunks(LANES)).enumerate() {
         lanes::load_rows(zs, &mut z);
-        total += xent_block(&mut z, ls, 0.0, false);
+        let l = xent_block(&mut z, ls, 0.0, false);
+        if !lanes::all_finite(l)
+            && let Some(s) = lanes::first_non_finite(l, ls.len())
+        {
+            return Err(Error::NonFinite {
+                what: "loss",
+                index: Some(b * LANES + s),
+            });
+        }
+        total += l;
     }
-    Ok(lanes::sum(total) / logits.len() as f32)
+    let sum = lanes::sum(total);
+    if !sum.is_finite() {
+        return Err(Error::NonFinite {
+            what: "loss",
+            index: None,
+        });
+    }
+    Ok(sum / logits.len() as f32)
 }
 
 /// The fused softmax + cross-entropy gradient: writes `dlogits[s][j] = (p_sj - [j == y_s]) / N`
 /// and returns the mean loss, as [`sparse_categorical_cross_entropy`] computes it.
 ///
 /// # Errors
-/// As [`sparse_categorical_cross_entropy`], and [`Error::LengthMismatch`] if `dlogits` has
-/// another length than `logits`. On error `dlogits` is not written.
+/// As [`sparse_categorical_cross_entropy`] (a loss that overflows `f32` included), and
+/// [`Error::LengthMismatch`] if `dlogits` has another length than `logits`. On error
+/// `dlogits` is not written.
 ///
 /// # Examples
 /// ```
@@ -76,8 +110,14 @@ pub fn softmax_cross_entropy_backward<const O: usize>(
     labels: &[u32],
     dlogits: &mut [[f32; O]],
 ) -> Result<f32, Error> {
-    check_batch(logits, labels)?;
+    let max_abs = check_batch(logits, labels)?;
     same_len("logit gradients", logits.len(), dlogits.len())?;
+    // Logits within ±1e30 give each sample a loss below 2e30 + ln O, and a sum of up to 2^24
+    // of them is finite. Further out, the losses are computed and checked in a first pass,
+    // so that an error leaves `dlogits` unwritten (the loss comes out the same bits).
+    if max_abs > 1e30 || logits.len() > 1 << 24 {
+        checked_loss(logits, labels)?;
+    }
     let inv_n = 1.0 / logits.len() as f32;
     let mut z = [lanes::zero(); O];
     let mut total = lanes::zero();
@@ -93,13 +133,15 @@ pub fn softmax_cross_entropy_backward<const O: usize>(
     Ok(lanes::sum(total) / logits.len() as f32)
 }
 
-fn check_batch<const O: usize>(logits: &[[f32; O]], labels: &[u32]) -> Result<(), Error> {
+/// The checks before any work; returns the largest `|logit|`.
+fn check_batch<const O: usize>(logits: &[[f32; O]], labels: &[u32]) -> Result<f32, Error> {
     if logits.is_empty() {
         return Err(Error::EmptyBatch);
     }
     same_len("labels", logits.len(), labels.len())?;
     check_labels(labels, O)?;
-    check_rows("logit", logits)
+    check_rows("logit", logits)?;
+    Ok(logits.iter().flatten().fold(0.0f32, |m, v| m.max(v.abs())))
 }
 
 /// Cross-entropy of one block of logits: returns each sample's loss (0 in lanes past
@@ -125,6 +167,12 @@ pub(crate) fn xent_block<const O: usize>(
 
 /// [`xent_block`] with the labels already in a lane (`-1` for padding) and the mask of the
 /// valid lanes (`1.0` or `0.0`).
+///
+/// Padding lanes never influence a result: their logits are the model's response to a zero
+/// input, which can overflow (huge biases) and would make their loss and gradient NaN, and
+/// `NaN * 0` is NaN. So a block with padding lanes first sets their logits to 0; their loss
+/// and gradient are then exactly 0. This is the one place where padding is masked for the
+/// loss, its sum over the batch, and the output gradient (issue 9).
 #[inline(always)]
 pub(crate) fn xent_lanes<const O: usize>(
     z: &mut [Lane; O],
@@ -133,6 +181,13 @@ pub(crate) fn xent_lanes<const O: usize>(
     inv_n: f32,
     grad: bool,
 ) -> Lane {
+    // PERF: a full block (all but the last of a batch) pays one compare; only a partial
+    // block pays the O selects.
+    if !lanes::all_valid(valid) {
+        for v in z.iter_mut() {
+            *v = lanes::zero_padding(*v, valid);
+        }
+    }
     let m = row_max(z);
     let mut z_y = lanes::zero();
     for (j, &v) in z.iter().enumerate() {

@@ -22,9 +22,9 @@
 //! # Refusing a step
 //! Before the first weight is written the step knows the loss of every sample and the largest
 //! activation, and it bounds every gradient (`|dW2| <= max a`, `|db2| <= 1`,
-//! `|dW1| <= O max|W2| max|x|`, `|db1| <= O max|W2|`). A step whose loss is not finite, or
-//! whose bound says an update could overflow `f32`, is refused with [`Error::NonFinite`] and
-//! leaves every weight bit for bit as it was.
+//! `|dW1| <= O max|W2| max|x|`, `|db1| <= O max|W2|`). A step whose loss is not finite is
+//! refused with [`Error::NonFinite`], one whose bound says an update could overflow `f32`
+//! with [`Error::UpdateOverflow`]; either leaves every weight bit for bit as it was.
 
 use core::fmt;
 
@@ -97,7 +97,37 @@ pub const TILE_SAMPLES: usize = TILE_BLOCKS * LANES;
 /// - **In caller-provided memory:** any `&mut Mlp` will do (a field of a larger struct that
 ///   is itself in a `static` or a box, an arena slot): initialize it in place with
 ///   [`Mlp::init_glorot`] or [`Mlp::read_params`].
+///
+/// # Shapes that do not compile
+/// `I` and `H` must be at least 1 and `O` at least 2: with no class there is nothing to
+/// predict (`predict` would index an empty row), and softmax over one class is always 1, so
+/// the loss would always be 0 and training would silently never learn. Every constructor
+/// (`ZERO`, `new`, `default`, `from_weights`, ...) and every method that takes data checks the
+/// shape at compile time (a `const` assertion, reported when the code is built, not by
+/// `cargo check`):
+///
+/// ```compile_fail,E0080
+/// let m = fusedprop::Mlp::<4, 4, 0>::new(1); // no class to predict
+/// ```
+///
+/// ```compile_fail,E0080
+/// let m = fusedprop::Mlp::<4, 4, 1>::new(1); // one class: the loss is always 0
+/// ```
+///
+/// ```compile_fail,E0080
+/// let m: fusedprop::Mlp<4, 4, 1> = Default::default();
+/// ```
+///
+/// ```compile_fail,E0080
+/// static M: fusedprop::Mlp<4, 0, 3> = fusedprop::Mlp::ZERO; // no hidden unit
+/// ```
+///
+/// ```compile_fail,E0080
+/// let m = fusedprop::Mlp::<4, 4, 0>::from_weights([[0.0; 4]; 4], [0.0; 4], [], [])?;
+/// # Ok::<(), fusedprop::Error>(())
+/// ```
 #[derive(Clone, PartialEq)]
+#[cfg_attr(feature = "std", derive(bytemuck::Zeroable))]
 pub struct Mlp<const I: usize, const H: usize, const O: usize> {
     hidden: Dense<I, H>,
     output: Dense<H, O>,
@@ -105,6 +135,7 @@ pub struct Mlp<const I: usize, const H: usize, const O: usize> {
 
 /// Gradients of every parameter of an [`Mlp`], in the layers' layout.
 #[derive(Clone, PartialEq, Debug)]
+#[cfg_attr(feature = "std", derive(bytemuck::Zeroable))]
 pub struct Gradients<const I: usize, const H: usize, const O: usize> {
     /// The hidden layer's gradients.
     pub hidden: DenseGrads<I, H>,
@@ -124,7 +155,7 @@ impl<const I: usize, const H: usize, const O: usize> Gradients<I, H, O> {
     #[cfg(feature = "std")]
     #[must_use]
     pub fn new_boxed() -> std::boxed::Box<Self> {
-        boxed_off_stack(|| Self::ZERO)
+        bytemuck::zeroed_box()
     }
 
     /// The gradients flattened in [`Mlp::write_params`] order into `out`.
@@ -158,6 +189,7 @@ impl<const I: usize, const H: usize, const O: usize> Default for Gradients<I, H,
 /// models"): `Workspace::new_boxed` with `std` (it allocates), or a `static` initialized
 /// with [`Workspace::ZERO`], or a field of caller-provided memory. `Box::new(Workspace::ZERO)`
 /// overflows a 2 MiB stack in debug builds for 784-256-10 (the workspace is 1.5 MB).
+#[cfg_attr(feature = "std", derive(bytemuck::Zeroable))]
 pub struct Workspace<const I: usize, const H: usize, const O: usize> {
     pub(crate) x: [[Lane; I]; TILE_BLOCKS],
     pub(crate) a: [[Lane; H]; TILE_BLOCKS],
@@ -182,15 +214,15 @@ impl<const I: usize, const H: usize, const O: usize> Workspace<I, H, O> {
         Self::ZERO
     }
 
-    /// A zeroed workspace on the heap, built without a stack copy of it in the caller's
-    /// thread, so it works for large models in debug builds too (see [`Mlp`], "Large models").
+    /// A zeroed workspace on the heap, allocated zeroed in place (`bytemuck::zeroed_box`)
+    /// with no copy of it on any stack, so it works for large models in debug builds and on
+    /// small thread stacks too (see [`Mlp`], "Large models").
     ///
-    /// Std only; allocates the box, and for the duration of the call a short-lived thread
-    /// whose stack holds the value while it is built.
+    /// Std only; allocates the box.
     #[cfg(feature = "std")]
     #[must_use]
     pub fn new_boxed() -> std::boxed::Box<Self> {
-        boxed_off_stack(|| Self::ZERO)
+        bytemuck::zeroed_box()
     }
 }
 
@@ -231,11 +263,32 @@ impl<const I: usize, const H: usize, const O: usize> Default for Mlp<I, H, O> {
 }
 
 impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
+    /// The shape check, evaluated at compile time by every constructor and entry point
+    /// (`let () = Self::SHAPE;`): an `Mlp` with no inputs, no hidden units, or fewer than
+    /// two classes does not compile (see the type's docs, "Shapes that do not compile").
+    const SHAPE: () = {
+        assert!(
+            I >= 1,
+            "Mlp<I, H, O>: I must be at least 1 (a model needs an input)"
+        );
+        assert!(
+            H >= 1,
+            "Mlp<I, H, O>: H must be at least 1 (a hidden layer needs a unit)"
+        );
+        assert!(
+            O >= 2,
+            "Mlp<I, H, O>: O must be at least 2 classes: with 0 there is no class to predict, and softmax over 1 class is always 1, so the loss is always 0 and the model never learns"
+        );
+    };
+
     /// A model with every parameter zero, as a `const`: for statics and in-place
     /// construction of large models (then [`Mlp::init_glorot`]).
-    pub const ZERO: Self = Self {
-        hidden: Dense::ZERO,
-        output: Dense::ZERO,
+    pub const ZERO: Self = {
+        let () = Self::SHAPE;
+        Self {
+            hidden: Dense::ZERO,
+            output: Dense::ZERO,
+        }
     };
 
     /// Number of trainable parameters: `I*H + H + H*O + O` (259 for 4-32-3).
@@ -245,16 +298,18 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
     /// The same seed gives the same model on every target.
     #[must_use]
     pub fn new(seed: u64) -> Self {
+        let () = Self::SHAPE;
         let mut m = Self::ZERO;
         m.init_glorot(seed);
         m
     }
 
-    /// [`Mlp::new`] on the heap, built without a stack copy of the model in the caller's
-    /// thread, so it works for large models in debug builds too (see "Large models" above).
+    /// [`Mlp::new`] on the heap: the box is allocated zeroed in place
+    /// (`bytemuck::zeroed_box`), with no copy of the model on any stack, then initialized
+    /// there, so it works for large models in debug builds and on small thread stacks too
+    /// (see "Large models" above).
     ///
-    /// Std only; allocates the box, and for the duration of the call a short-lived thread
-    /// whose stack holds the zero model while it is boxed.
+    /// Std only; allocates the box.
     ///
     /// ```
     /// let big = fusedprop::Mlp::<784, 256, 10>::new_boxed(7);
@@ -263,7 +318,8 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
     #[cfg(feature = "std")]
     #[must_use]
     pub fn new_boxed(seed: u64) -> std::boxed::Box<Self> {
-        let mut m = boxed_off_stack(|| Self::ZERO);
+        let () = Self::SHAPE;
+        let mut m: std::boxed::Box<Self> = bytemuck::zeroed_box();
         m.init_glorot(seed);
         m
     }
@@ -284,10 +340,30 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
     /// A model from its two layers.
     #[must_use]
     pub fn from_layers(hidden: Dense<I, H>, output: Dense<H, O>) -> Self {
+        let () = Self::SHAPE;
+        let () = Self::SHAPE;
         Self { hidden, output }
     }
 
     /// A model from weights in this crate's layout (`[out][in]`, as PyTorch).
+    ///
+    /// # Examples
+    /// ```
+    /// use fusedprop::{Error, Mlp};
+    /// // Two inputs, two hidden units (one per input), two classes.
+    /// let m = Mlp::<2, 2, 2>::from_weights(
+    ///     [[1.0, 0.0], [0.0, 1.0]], // w1[hidden][input]
+    ///     [0.0, 0.0],
+    ///     [[1.0, 0.0], [0.0, 1.0]], // w2[class][hidden]
+    ///     [0.0, 0.0],
+    /// )?;
+    /// assert_eq!(m.predict_one(&[3.0, 1.0])?, 0);
+    /// // A non-finite value is refused, with its index in `write_params` order (w1, b1, w2).
+    /// let w2 = [[f32::NAN, 0.0], [0.0; 2]];
+    /// let bad = Mlp::<2, 2, 2>::from_weights([[0.0; 2]; 2], [0.0; 2], w2, [0.0; 2]);
+    /// assert_eq!(bad.unwrap_err(), Error::NonFinite { what: "weight", index: Some(6) });
+    /// # Ok::<(), Error>(())
+    /// ```
     ///
     /// # Errors
     /// [`Error::NonFinite`] (`"weight"`, index in [`Mlp::write_params`] order) if a value is
@@ -298,6 +374,7 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
         w2: [[f32; H]; O],
         b2: [f32; O],
     ) -> Result<Self, Error> {
+        let () = Self::SHAPE;
         let hidden = Dense::from_weights(w1, b1)?;
         let output = Dense::from_weights(w2, b2).map_err(|e| shift(e, Dense::<I, H>::PARAMS))?;
         Ok(Self { hidden, output })
@@ -305,6 +382,18 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
 
     /// A model from Keras weights: kernels in Keras layout, `[inputs][outputs]`
     /// (`model.get_weights()` order: kernel, bias, kernel, bias).
+    ///
+    /// # Examples
+    /// ```
+    /// use fusedprop::Mlp;
+    /// // Keras kernels are [inputs][outputs]: the transpose of `from_weights`' layout.
+    /// let k1 = [[1.0, 2.0, 3.0]]; // 1 input, 3 hidden units
+    /// let k2 = [[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]]; // 3 hidden units, 2 classes
+    /// let m = Mlp::<1, 3, 2>::from_keras(&k1, [0.0; 3], &k2, [0.0; 2])?;
+    /// assert_eq!(m.hidden().weights(), &[[1.0], [2.0], [3.0]]);
+    /// assert_eq!(m.output().weights(), &[[1.0, 0.0, 0.5], [0.0, 1.0, 0.5]]);
+    /// # Ok::<(), fusedprop::Error>(())
+    /// ```
     ///
     /// # Errors
     /// As [`Mlp::from_weights`].
@@ -314,6 +403,7 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
         k2: &[[f32; O]; H],
         b2: [f32; O],
     ) -> Result<Self, Error> {
+        let () = Self::SHAPE;
         let hidden = Dense::from_keras(k1, b1)?;
         let output = Dense::from_keras(k2, b2).map_err(|e| shift(e, Dense::<I, H>::PARAMS))?;
         Ok(Self { hidden, output })
@@ -336,9 +426,21 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
     /// Every parameter, flattened: hidden weights (row-major), hidden biases, output weights,
     /// output biases.
     ///
+    /// # Examples
+    /// ```
+    /// use fusedprop::Mlp;
+    /// let m = Mlp::<4, 8, 3>::new(1);
+    /// let mut params = vec![0.0; Mlp::<4, 8, 3>::PARAMS]; // 4*8 + 8 + 8*3 + 3 = 67
+    /// m.write_params(&mut params)?;
+    /// assert_eq!(params[..4], m.hidden().weights()[0]);
+    /// assert!(m.write_params(&mut [0.0; 5]).is_err()); // wrong length
+    /// # Ok::<(), fusedprop::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// [`Error::LengthMismatch`] unless `out.len() == PARAMS`.
     pub fn write_params(&self, out: &mut [f32]) -> Result<(), Error> {
+        let () = Self::SHAPE;
         same_len("parameters", Self::PARAMS, out.len())?;
         let flat = self
             .hidden
@@ -357,10 +459,28 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
 
     /// Sets every parameter from a flat slice in [`Mlp::write_params`] order.
     ///
+    /// # Examples
+    /// ```
+    /// use fusedprop::Mlp;
+    /// // Save a model's parameters and load them into another.
+    /// let trained = Mlp::<4, 8, 3>::new(1);
+    /// let mut params = vec![0.0; Mlp::<4, 8, 3>::PARAMS];
+    /// trained.write_params(&mut params)?;
+    /// let mut copy = Mlp::<4, 8, 3>::ZERO;
+    /// copy.read_params(&params)?;
+    /// assert_eq!(copy, trained);
+    /// // Wrong length or a non-finite value: an error, and the model is unchanged.
+    /// let err = copy.read_params(&[0.0; 5]).unwrap_err();
+    /// assert_eq!(err.to_string(), "length mismatch: 5 parameters for a model of 67 parameters");
+    /// assert_eq!(copy, trained);
+    /// # Ok::<(), fusedprop::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// [`Error::LengthMismatch`] unless `params.len() == PARAMS`; [`Error::NonFinite`] if a
     /// value is not finite. On error the model is unchanged.
     pub fn read_params(&mut self, params: &[f32]) -> Result<(), Error> {
+        let () = Self::SHAPE;
         same_len("parameters", Self::PARAMS, params.len())?;
         if let Some(i) = params.iter().position(|v| !v.is_finite()) {
             return Err(Error::NonFinite {
@@ -382,12 +502,26 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
 
     /// Class probabilities (softmax outputs) for each sample.
     ///
+    /// # Examples
+    /// ```
+    /// use fusedprop::Mlp;
+    /// let m = Mlp::<4, 32, 3>::new(7);
+    /// let x = [[5.1, 3.5, 1.4, 0.2], [6.2, 2.9, 4.3, 1.3]];
+    /// let mut proba = [[0.0; 3]; 2]; // one row of class probabilities per sample
+    /// m.predict_proba(&x, &mut proba)?;
+    /// for p in proba {
+    ///     assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+    /// }
+    /// # Ok::<(), fusedprop::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// [`Error::LengthMismatch`] if `out.len() != x.len()`; [`Error::NonFinite`] (`"input"`)
     /// if an input is not finite, or (`"logit"`) if a sample's logits overflow `f32` (finite
     /// inputs and weights so large that `W x` does not fit), which would make its
     /// probabilities NaN. On error `out` may be partly written.
     pub fn predict_proba(&self, x: &[[f32; I]], out: &mut [[f32; O]]) -> Result<(), Error> {
+        let () = Self::SHAPE;
         crate::simd::warn_once_if_slow_build();
         same_len("outputs", x.len(), out.len())?;
         let mut z = [lanes::zero(); O];
@@ -405,9 +539,24 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
 
     /// The most probable class of each sample (the first one on ties).
     ///
+    /// # Examples
+    /// ```
+    /// use fusedprop::{Error, Mlp};
+    /// let m = Mlp::<4, 32, 3>::new(7);
+    /// let x = [[5.1, 3.5, 1.4, 0.2], [6.2, 2.9, 4.3, 1.3], [7.7, 3.0, 6.1, 2.3]];
+    /// let mut classes = [0u32; 3]; // one class per sample
+    /// m.predict(&x, &mut classes)?;
+    /// assert!(classes.iter().all(|&c| c < 3));
+    /// // A NaN input is refused and named:
+    /// let e = m.predict(&[[f32::NAN; 4]], &mut [0]).unwrap_err();
+    /// assert_eq!(e, Error::NonFinite { what: "input", index: Some(0) });
+    /// # Ok::<(), Error>(())
+    /// ```
+    ///
     /// # Errors
     /// As [`Mlp::predict_proba`].
     pub fn predict(&self, x: &[[f32; I]], out: &mut [u32]) -> Result<(), Error> {
+        let () = Self::SHAPE;
         crate::simd::warn_once_if_slow_build();
         same_len("outputs", x.len(), out.len())?;
         let mut z = [lanes::zero(); O];
@@ -444,6 +593,7 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
     /// index 0) if the logits overflow `f32`.
     #[inline]
     pub fn predict_one(&self, x: &[f32; I]) -> Result<u32, Error> {
+        let () = Self::SHAPE;
         crate::simd::warn_once_if_slow_build();
         // PERF: an integer maximum over the magnitudes' bits vectorizes; finite means below
         // the bits of infinity.
@@ -476,11 +626,23 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
 
     /// Mean sparse categorical cross-entropy over a batch.
     ///
+    /// # Examples
+    /// ```
+    /// use fusedprop::Mlp;
+    /// // All-zero weights give equal probabilities: the loss is ln 3 for any label.
+    /// let m = Mlp::<4, 8, 3>::ZERO;
+    /// let loss = m.loss(&[[1.0, 2.0, 3.0, 4.0], [0.5; 4]], &[0, 2])?;
+    /// assert!((loss - 3f32.ln()).abs() < 1e-6);
+    /// assert!(m.loss(&[[0.0; 4]], &[3]).is_err()); // label 3 of 3 classes
+    /// # Ok::<(), fusedprop::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// [`Error::EmptyBatch`], [`Error::LengthMismatch`], [`Error::LabelOutOfRange`],
     /// [`Error::NonFinite`] for a non-finite input or loss (a sample's, or the sum over the batch
     /// with `index: None`).
     pub fn loss(&self, x: &[[f32; I]], labels: &[u32]) -> Result<f32, Error> {
+        let () = Self::SHAPE;
         crate::simd::warn_once_if_slow_build();
         check_batch::<I, O>(x, labels)?;
         let mut z = [lanes::zero(); O];
@@ -517,11 +679,24 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
 
     /// Fraction of samples whose predicted class is the label.
     ///
+    /// # Examples
+    /// ```
+    /// use fusedprop::Mlp;
+    /// // Class 0 when the first input is larger, class 1 otherwise.
+    /// let m = Mlp::<2, 2, 2>::from_weights(
+    ///     [[1.0, 0.0], [0.0, 1.0]], [0.0; 2], [[1.0, 0.0], [0.0, 1.0]], [0.0; 2],
+    /// )?;
+    /// let x = [[2.0, 1.0], [1.0, 2.0], [3.0, 0.0], [0.0, 1.0]];
+    /// assert_eq!(m.accuracy(&x, &[0, 1, 0, 0])?, 0.75);
+    /// # Ok::<(), fusedprop::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// [`Error::EmptyBatch`], [`Error::LengthMismatch`], [`Error::LabelOutOfRange`],
     /// [`Error::NonFinite`] for a non-finite input, or overflowing logits as in
     /// [`Mlp::predict`] (where the predicted class would be meaningless).
     pub fn accuracy(&self, x: &[[f32; I]], labels: &[u32]) -> Result<f32, Error> {
+        let () = Self::SHAPE;
         crate::simd::warn_once_if_slow_build();
         check_batch::<I, O>(x, labels)?;
         let mut z = [lanes::zero(); O];
@@ -542,6 +717,19 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
     /// Gradients of the mean loss over the batch with respect to every parameter, into
     /// `grads` (overwritten); returns the mean loss. The model is not changed.
     ///
+    /// # Examples
+    /// ```
+    /// use fusedprop::{Gradients, Mlp, Workspace};
+    /// let m = Mlp::<4, 8, 3>::new(3);
+    /// let (x, y) = ([[0.5, -1.0, 2.0, 0.0], [1.0, 1.0, -0.5, 0.25]], [2, 0]);
+    /// let mut grads = Gradients::ZERO;
+    /// let loss = m.gradients(&x, &y, &mut grads, &mut Workspace::new())?;
+    /// assert_eq!(loss, m.loss(&x, &y)?);
+    /// // The output biases' gradient is the mean of (p - onehot): it sums to 0.
+    /// assert!(grads.output.b.iter().sum::<f32>().abs() < 1e-6);
+    /// # Ok::<(), fusedprop::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// As [`Mlp::loss`], and [`Error::NonFinite`] (`"gradient"`, index in
     /// [`Mlp::write_params`] order) if a gradient overflows `f32` although the loss is finite.
@@ -553,6 +741,7 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
         grads: &mut Gradients<I, H, O>,
         ws: &mut Workspace<I, H, O>,
     ) -> Result<f32, Error> {
+        let () = Self::SHAPE;
         crate::simd::warn_once_if_slow_build();
         check_batch::<I, O>(x, labels)?;
         // `&self` cannot run the fused update; a scratch copy would cost a model. Instead the
@@ -583,10 +772,28 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
     /// backward pass; returns the mean loss computed *before* the update (as Keras reports
     /// it).
     ///
+    /// # Examples
+    /// ```
+    /// use fusedprop::{Error, Mlp, Sgd, Workspace};
+    /// let mut m = Mlp::<2, 8, 2>::new(5);
+    /// let (x, y) = ([[0.0, 1.0], [1.0, 0.0]], [1, 0]);
+    /// let (sgd, mut ws) = (Sgd::new(0.5)?, Workspace::new());
+    /// let first = m.train_step(&x, &y, &sgd, &mut ws)?;
+    /// let second = m.train_step(&x, &y, &sgd, &mut ws)?;
+    /// assert!(second < first);
+    /// // A refused step changes nothing:
+    /// let before = m.clone();
+    /// let e = m.train_step(&[[f32::INFINITY, 0.0]], &[0], &sgd, &mut ws).unwrap_err();
+    /// assert_eq!(e, Error::NonFinite { what: "input", index: Some(0) });
+    /// assert_eq!(m, before);
+    /// # Ok::<(), Error>(())
+    /// ```
+    ///
     /// # Errors
     /// [`Error::EmptyBatch`], [`Error::LengthMismatch`], [`Error::LabelOutOfRange`] (checked
-    /// before any work), [`Error::NonFinite`] for a non-finite input or loss, or a gradient
-    /// that could overflow. On error every weight is bit for bit unchanged.
+    /// before any work), [`Error::NonFinite`] for a non-finite input or loss,
+    /// [`Error::UpdateOverflow`] if the gradient bound says the update could overflow `f32`.
+    /// On error every weight is bit for bit unchanged.
     pub fn train_step(
         &mut self,
         x: &[[f32; I]],
@@ -594,6 +801,7 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
         sgd: &Sgd,
         ws: &mut Workspace<I, H, O>,
     ) -> Result<f32, Error> {
+        let () = Self::SHAPE;
         crate::simd::warn_once_if_slow_build();
         check_batch::<I, O>(x, labels)?;
         let mut this = MlpRef::Unique(self);
@@ -627,14 +835,16 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
     ///
     /// # Errors
     /// [`Error::EmptyBatch`] for an empty batch, [`Error::LabelOutOfRange`] (checked before
-    /// any work), [`Error::NonFinite`] for a non-finite loss or a gradient that could
-    /// overflow. On error every weight is bit for bit unchanged.
+    /// any work), [`Error::NonFinite`] for a non-finite loss, [`Error::UpdateOverflow`] if
+    /// the gradient bound says the update could overflow `f32`. On error every weight is bit
+    /// for bit unchanged.
     pub fn train_step_packed<const B: usize>(
         &mut self,
         batch: &PackedBatch<I, B>,
         sgd: &Sgd,
         ws: &mut Workspace<I, H, O>,
     ) -> Result<f32, Error> {
+        let () = Self::SHAPE;
         crate::simd::warn_once_if_slow_build();
         let src = Source::packed(batch);
         check_source::<I, O>(src)?;
@@ -690,6 +900,8 @@ pub(crate) enum Source<'a, const I: usize> {
         y: &'a [Lane],
         n: usize,
         max_x: Lane,
+        /// [`PackedBatch`]'s first label that `f32` does not hold exactly, for the error.
+        inexact_label: Option<(usize, u32)>,
     },
 }
 
@@ -701,6 +913,7 @@ impl<'a, const I: usize> Source<'a, I> {
             y: &batch.y[..blocks],
             n: batch.n,
             max_x: batch.max_x,
+            inexact_label: batch.inexact_label,
         }
     }
 
@@ -764,14 +977,27 @@ pub(crate) fn tile_pass<const I: usize, const H: usize, const O: usize>(
     let a = &mut bufs.a[..blocks];
     m.hidden.forward_blocks(xt, a);
     // ReLU and the running maximum in one pass over the activations, with two maxima in
-    // flight (one chain would serialize on the max latency).
+    // flight (one chain would serialize on the max latency). The padding lanes of a partial
+    // last block hold `relu(b1)` (their input is zero), which can be huge: they are left out
+    // of the maximum, or they would refuse a step that the real samples allow.
     let mut mx = [*max_a; 2];
-    for ab in a.iter_mut() {
+    let full = count / LANES;
+    for ab in a[..full].iter_mut() {
         for (i, v) in ab.iter_mut().enumerate() {
             *v = lanes::relu(*v);
             // NaN-free here only if finite; a NaN activation shows up in the loss check.
             mx[i & 1] = lanes::max(mx[i & 1], *v);
         }
+    }
+    if let Some(ab) = a.get_mut(full) {
+        // The partial block's own maximum, its padding lanes cleared with one select.
+        let mut bm = [lanes::zero(); 2];
+        for (i, v) in ab.iter_mut().enumerate() {
+            *v = lanes::relu(*v);
+            bm[i & 1] = lanes::max(bm[i & 1], *v);
+        }
+        let bm = lanes::zero_padding(lanes::max(bm[0], bm[1]), lanes::valid(count % LANES));
+        mx[0] = lanes::max(mx[0], bm);
     }
     *max_a = lanes::max(mx[0], mx[1]);
     m.output.forward_blocks(a, &mut bufs.z[..blocks]);
@@ -1023,10 +1249,7 @@ pub(crate) fn check_update<const I: usize, const H: usize, const O: usize>(
     if out_ok && hid_ok {
         Ok(())
     } else {
-        Err(Error::NonFinite {
-            what: "gradient",
-            index: None,
-        })
+        Err(Error::UpdateOverflow)
     }
 }
 
@@ -1037,7 +1260,12 @@ pub(crate) fn check_source<const I: usize, const O: usize>(
 ) -> Result<(), Error> {
     match src {
         Source::Rows { x, labels } => check_batch::<I, O>(x, labels),
-        Source::Packed { y, n, .. } => {
+        Source::Packed {
+            y,
+            n,
+            inexact_label,
+            ..
+        } => {
             if n == 0 {
                 return Err(Error::EmptyBatch);
             }
@@ -1048,9 +1276,17 @@ pub(crate) fn check_source<const I: usize, const O: usize>(
                         .enumerate()
                         .find(|&(_, l)| l >= O as f32)
                         .unwrap_or((0, 0.0));
+                    let index = b * LANES + s;
+                    // The labels are floats here: from 2^24 on they are rounded, so report
+                    // the one the caller passed. The first out-of-range sample with such a
+                    // label is the first such label of the batch (every one is out of range).
+                    let label = match inexact_label {
+                        Some((i, label)) if i == index => label,
+                        _ => l as u32,
+                    };
                     return Err(Error::LabelOutOfRange {
-                        index: b * LANES + s,
-                        label: l as u32,
+                        index,
+                        label,
                         classes: O,
                     });
                 }
@@ -1129,28 +1365,6 @@ pub(crate) fn finite_loss(l: Lane, n: usize, first: usize) -> Result<(), Error> 
             what: "loss",
             index: Some(first + s),
         }),
-    }
-}
-
-/// `Box::new(make())` on a short-lived thread whose stack has room for several copies of
-/// `T`: without optimization (debug builds) a value is copied more than once on the stack on
-/// its way into a box, which overflows the caller's stack for large models. With `unsafe`
-/// (`Box::new_zeroed`) the copy could be avoided altogether; this crate forbids `unsafe`.
-#[cfg(feature = "std")]
-pub(crate) fn boxed_off_stack<T: Send + 'static>(make: fn() -> T) -> std::boxed::Box<T> {
-    use std::boxed::Box;
-    let stack = core::mem::size_of::<T>()
-        .saturating_mul(4)
-        .saturating_add(1 << 20);
-    match std::thread::Builder::new()
-        .stack_size(stack)
-        .spawn(move || Box::new(make()))
-    {
-        Ok(thread) => thread
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
-        // No thread to be had: build it here, as the caller would have.
-        Err(_) => Box::new(make()),
     }
 }
 

@@ -31,8 +31,8 @@ use crate::TILE_SAMPLES;
 use crate::error::Error;
 use crate::lanes::{self, Lane};
 use crate::mlp::{
-    Forward, Gradients, Mlp, Source, TileBufs, Workspace, accumulate, boxed_off_stack, check_batch,
-    check_update, finite_total, tile_inputs, tile_pass,
+    Forward, Gradients, Mlp, Source, TileBufs, Workspace, accumulate, check_batch, check_update,
+    finite_total, tile_inputs, tile_pass,
 };
 use crate::optim::Sgd;
 
@@ -46,13 +46,14 @@ use crate::optim::Sgd;
 /// 784-256-10 from two tiles).
 pub const PAR_MIN_FLOP: u64 = 8_000_000;
 
-/// What one tile's pass learned, kept per slot until the ordered reduction.
-#[derive(Clone, Copy)]
+/// What one tile's pass learned, kept per slot until the ordered reduction (its error, if
+/// any, is kept on the stack of `par_run`, so that the workspace stays all-zero-valid for
+/// `bytemuck::zeroed_box`).
+#[derive(Clone, Copy, bytemuck::Zeroable)]
 struct TileStats {
     loss: Lane,
     max_x: Lane,
     max_a: Lane,
-    err: Option<Error>,
 }
 
 impl TileStats {
@@ -60,7 +61,6 @@ impl TileStats {
         loss: Lane::ZERO,
         max_x: Lane::ZERO,
         max_a: Lane::ZERO,
-        err: None,
     };
 }
 
@@ -71,6 +71,13 @@ impl TileStats {
 /// threads). A few slots per core is plenty. Its size is about `C + 1` times a
 /// [`Workspace`]: build large ones on the heap with [`ParWorkspace::new_boxed`] (a plain
 /// `Box::new(ParWorkspace::ZERO)` goes through the stack in debug builds).
+///
+/// `C` must be at least 1; a workspace with no slot does not compile (a `const` assertion in
+/// its constructors and in [`Mlp::train_step_par`]):
+///
+/// ```compile_fail,E0080
+/// let pws = fusedprop::ParWorkspace::<4, 8, 3, 0>::new_boxed();
+/// ```
 ///
 /// # Examples
 /// ```
@@ -84,6 +91,7 @@ impl TileStats {
 /// assert!(loss.is_finite());
 /// # Ok::<(), fusedprop::Error>(())
 /// ```
+#[derive(bytemuck::Zeroable)]
 pub struct ParWorkspace<const I: usize, const H: usize, const O: usize, const C: usize> {
     slots: [Workspace<I, H, O>; C],
     stats: [TileStats; C],
@@ -94,23 +102,35 @@ pub struct ParWorkspace<const I: usize, const H: usize, const O: usize, const C:
 impl<const I: usize, const H: usize, const O: usize, const C: usize> ParWorkspace<I, H, O, C> {
     /// A zeroed workspace with the default threshold [`PAR_MIN_FLOP`], as a `const` for
     /// statics and in-place construction.
-    pub const ZERO: Self = Self {
-        slots: [Workspace::ZERO; C],
-        stats: [TileStats::ZERO; C],
-        total: Gradients::ZERO,
-        min_flop: PAR_MIN_FLOP,
+    pub const ZERO: Self = {
+        let () = Self::SLOTS;
+        Self {
+            slots: [Workspace::ZERO; C],
+            stats: [TileStats::ZERO; C],
+            total: Gradients::ZERO,
+            min_flop: PAR_MIN_FLOP,
+        }
     };
+
+    /// The slot check, evaluated at compile time by every constructor and by
+    /// [`Mlp::train_step_par`]: a workspace with no slot has nowhere to run a tile.
+    const SLOTS: () = assert!(
+        C >= 1,
+        "ParWorkspace<I, H, O, C>: C must be at least 1 (a slot per tile run at once; a few per core)"
+    );
 
     /// A new workspace (by value; see the type's docs for large models).
     #[must_use]
     pub fn new() -> Self {
+        let () = Self::SLOTS;
         Self::ZERO
     }
 
-    /// A zeroed workspace on the heap, built without a stack copy of it in the caller's
-    /// thread (debug builds move `Box::new(ParWorkspace::ZERO)` through the stack, which
-    /// overflows a 2 MiB thread stack from a few slots of a 784-256-10 model), with the
-    /// default threshold. Allocates, as [`Workspace::new_boxed`].
+    /// A zeroed workspace on the heap, allocated zeroed in place (`bytemuck::zeroed_box`)
+    /// with no copy of it on any stack (debug builds move `Box::new(ParWorkspace::ZERO)`
+    /// through the stack, which overflows a 2 MiB thread stack from a few slots of a
+    /// 784-256-10 model), with the default threshold. Allocates, as
+    /// [`Workspace::new_boxed`].
     ///
     /// ```
     /// let pws = fusedprop::ParWorkspace::<784, 256, 10, 4>::new_boxed();
@@ -118,7 +138,10 @@ impl<const I: usize, const H: usize, const O: usize, const C: usize> ParWorkspac
     /// ```
     #[must_use]
     pub fn new_boxed() -> std::boxed::Box<Self> {
-        boxed_off_stack(|| Self::ZERO)
+        let () = Self::SLOTS;
+        let mut pws: std::boxed::Box<Self> = bytemuck::zeroed_box();
+        pws.min_flop = PAR_MIN_FLOP;
+        pws
     }
 
     /// Sets the least arithmetic per round of `C` tiles (FLOP) for which steps go parallel;
@@ -184,6 +207,7 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
         sgd: &Sgd,
         pws: &mut ParWorkspace<I, H, O, C>,
     ) -> Result<f32, Error> {
+        let () = ParWorkspace::<I, H, O, C>::SLOTS;
         crate::simd::warn_once_if_slow_build();
         check_batch::<I, O>(x, labels)?;
         let src = Source::Rows { x, labels };
@@ -214,6 +238,7 @@ fn par_run<const I: usize, const H: usize, const O: usize, const C: usize>(
         total,
         ..
     } = pws;
+    let mut errs: [Option<Error>; C] = [None; C];
     let mut t0 = 0;
     while t0 < tiles {
         let k = (tiles - t0).min(C);
@@ -221,9 +246,11 @@ fn par_run<const I: usize, const H: usize, const O: usize, const C: usize>(
         slots[..k]
             .par_iter_mut()
             .zip(stats[..k].par_iter_mut())
+            .zip(errs[..k].par_iter_mut())
             .enumerate()
-            .for_each(|(i, (ws, st))| {
+            .for_each(|(i, ((ws, st), err))| {
                 *st = TileStats::ZERO;
+                *err = None;
                 let t = t0 + i;
                 let Workspace { x, a, dh, z, acc } = ws;
                 let mut bufs = TileBufs { x, a, dh, z };
@@ -234,12 +261,12 @@ fn par_run<const I: usize, const H: usize, const O: usize, const C: usize>(
                         let xt = tile_inputs(src, t, blocks, &mut x[..]);
                         accumulate(&a[..blocks], &z[..blocks], xt, &dh[..blocks], acc, true);
                     }
-                    Err(e) => st.err = Some(e),
+                    Err(e) => *err = Some(e),
                 }
             });
         // Errors and the loss in tile order, on this thread.
-        for st in &stats[..k] {
-            if let Some(e) = st.err {
+        for (st, err) in stats[..k].iter().zip(&errs[..k]) {
+            if let Some(e) = *err {
                 return Err(e);
             }
             fw.loss += st.loss;

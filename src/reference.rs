@@ -407,6 +407,7 @@ pub fn sgd_step(params: &mut [f64], grads: &[f64], lr: f64) {
 
 /// The parameters (or the gradients) of an `Mlp<I, H, O>` in `f64`, in the crate's layout.
 #[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "std", derive(bytemuck::Zeroable))]
 pub struct MlpParams<const I: usize, const H: usize, const O: usize> {
     /// Hidden weights, `[[_; I]; H]`.
     pub w1: [[f64; I]; H],
@@ -434,6 +435,23 @@ impl<const I: usize, const H: usize, const O: usize> MlpParams<I, H, O> {
     #[must_use]
     pub fn from_mlp(m: &Mlp<I, H, O>) -> Self {
         let mut p = Self::ZERO;
+        p.load(m);
+        p
+    }
+
+    /// [`MlpParams::from_mlp`] on the heap, allocated zeroed with no copy on any stack (for
+    /// large models in debug builds: 784-256-10 is 1.6 MB in `f64`).
+    #[cfg(feature = "std")]
+    #[must_use]
+    pub fn from_mlp_boxed(m: &Mlp<I, H, O>) -> std::boxed::Box<Self> {
+        let mut p: std::boxed::Box<Self> = bytemuck::zeroed_box();
+        p.load(m);
+        p
+    }
+
+    /// Sets every parameter from a model, converted exactly.
+    fn load(&mut self, m: &Mlp<I, H, O>) {
+        let p = self;
         for j in 0..H {
             for k in 0..I {
                 p.w1[j][k] = m.hidden().weights()[j][k].into();
@@ -446,7 +464,6 @@ impl<const I: usize, const H: usize, const O: usize> MlpParams<I, H, O> {
             }
             p.b2[j] = m.output().bias()[j].into();
         }
-        p
     }
 
     /// The parameter with flat index `i` in [`Mlp::write_params`] order (hidden weights

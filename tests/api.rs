@@ -153,7 +153,7 @@ fn formatting() {
     );
     let m = Mlp::from_layers(
         Dense::<1, 2>::from_weights([[3.5], [4.5]], [0.0; 2]).unwrap(),
-        Dense::<2, 1>::ZERO,
+        Dense::<2, 2>::ZERO,
     );
     let s = format!("{m:?}");
     assert!(
@@ -197,11 +197,8 @@ fn formatting() {
             "non-finite input at index 12",
         ),
         (
-            Error::NonFinite {
-                what: "gradient",
-                index: None,
-            },
-            "non-finite gradient; the step was refused",
+            Error::UpdateOverflow,
+            "the gradient bound would overflow f32",
         ),
         (Error::InvalidLearningRate(-1.0), "learning rate -1"),
     ];

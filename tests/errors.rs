@@ -131,16 +131,7 @@ fn overflow_is_refused() {
     let mut m = Model::new(3);
     let x = vec![[1e37f32, -1e37, 1e37, 1e37]; 20];
     let y = vec![1u32; 20];
-    refused(
-        &mut m,
-        &x,
-        &y,
-        0.1,
-        Error::NonFinite {
-            what: "gradient",
-            index: None,
-        },
-    );
+    refused(&mut m, &x, &y, 0.1, Error::UpdateOverflow);
     // All-one hidden weights and 3e38 inputs: the hidden layer overflows to infinity and the
     // first sample's loss is NaN.
     let mut m = Model::from_weights([[1.0; 4]; 8], [0.0; 8], [[0.5; 8]; 3], [0.0; 3]).unwrap();
@@ -161,13 +152,7 @@ fn huge_learning_rate_is_refused_before_overflow() {
     let sgd = Sgd::new(f32::MAX).unwrap();
     let mut ws = Workspace::new();
     let err = m.train_step(&x, &y, &sgd, &mut ws).unwrap_err();
-    assert_eq!(
-        err,
-        Error::NonFinite {
-            what: "gradient",
-            index: None
-        }
-    );
+    assert_eq!(err, Error::UpdateOverflow);
     assert_eq!(bits(&m), before);
 }
 
@@ -264,4 +249,77 @@ fn dense_sgd_refuses_without_touching_the_layer() {
             .is_err()
     );
     assert_eq!(layer, before);
+}
+
+/// Issue 9, item 7: messages say what happened. A wrong parameter count is not "for 67
+/// samples"; errors of calls that take no step do not say "the step was refused"; a step
+/// refused by its gradient bound does not say "non-finite".
+#[test]
+fn messages_say_what_happened() {
+    let mut m = Model::new(1);
+    assert_eq!(Model::PARAMS, 67);
+    let e = m.read_params(&[0.0; 5]).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("5 parameters") && msg.contains("67 parameters"),
+        "{msg}"
+    );
+    assert!(!msg.contains("samples"), "{msg}");
+    let e = m.read_params(&[f32::NAN; 67]).unwrap_err();
+    assert!(!e.to_string().contains("step"), "{e}");
+    let e = Model::from_weights([[f32::INFINITY; 4]; 8], [0.0; 8], [[0.0; 8]; 3], [0.0; 3])
+        .unwrap_err();
+    assert!(!e.to_string().contains("step"), "{e}");
+    let e = m.predict(&[[f32::NAN; 4]], &mut [0]).unwrap_err();
+    assert!(!e.to_string().contains("step"), "{e}");
+    let e = m.predict_one(&[f32::NAN; 4]).unwrap_err();
+    assert!(!e.to_string().contains("step"), "{e}");
+    let mut proba = [[0.0; 3]];
+    let e = m.predict_proba(&[[f32::NAN; 4]], &mut proba).unwrap_err();
+    assert!(!e.to_string().contains("step"), "{e}");
+
+    // Inputs of 1e38: everything is finite, but the bound on the update is not.
+    let x = [[1e38f32, -1e38, 1e38, 1e38]];
+    refused(&mut m, &x, &[1], 0.01, Error::UpdateOverflow);
+    let msg = Error::UpdateOverflow.to_string();
+    assert!(msg.contains("gradient bound would overflow"), "{msg}");
+    assert!(!msg.contains("non-finite"), "{msg}");
+}
+
+/// Issue 9, item 7: the loss module said the loss is finite for any finite logits, but
+/// `[[3e38, -3e38]]` with label 1 (exact loss 6e38) gave `Ok(inf)`. It is now an error naming
+/// the sample, as `Mlp::loss` gives, and the fused gradient writes nothing on it.
+#[test]
+fn a_loss_that_overflows_f32_is_an_error() {
+    let e = Error::NonFinite {
+        what: "loss",
+        index: Some(1),
+    };
+    let z = [[0.0, 0.0], [3e38, -3e38], [1.0, 2.0]];
+    assert_eq!(sparse_categorical_cross_entropy(&z, &[0, 1, 1]), Err(e));
+    let mut d = [[7.0f32; 2]; 3];
+    assert_eq!(
+        softmax_cross_entropy_backward(&z, &[0, 1, 1], &mut d),
+        Err(e)
+    );
+    assert_eq!(d, [[7.0; 2]; 3], "dlogits written on error");
+    // Each sample finite, the sum not.
+    let z = vec![[2e38f32, 0.0]; 40];
+    let e = Error::NonFinite {
+        what: "loss",
+        index: None,
+    };
+    assert_eq!(sparse_categorical_cross_entropy(&z, &[1; 40]), Err(e));
+    let mut d = vec![[7.0f32; 2]; 40];
+    assert_eq!(softmax_cross_entropy_backward(&z, &[1; 40], &mut d), Err(e));
+    assert!(
+        d.iter().flatten().all(|&v| v == 7.0),
+        "dlogits written on error"
+    );
+    // The same label with the logits a little closer: finite, and the same from both.
+    let z = [[1e30f32, -1e30]];
+    let l = sparse_categorical_cross_entropy(&z, &[1]).unwrap();
+    assert_eq!(l, 2e30);
+    let mut d = [[0.0f32; 2]];
+    assert_eq!(softmax_cross_entropy_backward(&z, &[1], &mut d), Ok(l));
 }

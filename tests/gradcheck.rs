@@ -137,3 +137,61 @@ fn check_mlp_reports_batch_errors() {
         .gradients(&[[1.0, 2.0]], &[1], &mut g, &mut Workspace::new())
         .unwrap();
 }
+
+/// Issue 9, item 3: a perturbation that rounds away in `f32` (`1000 +- 1e-5` is `1000`) makes
+/// the relative error NaN, and the worst-error tracking ignored NaN after the first
+/// parameter, so a wrong gradient (-12345 where 2000 is right) passed. A non-finite error
+/// now fails the check and names the parameter.
+#[test]
+fn a_perturbation_that_rounds_away_fails_the_check() {
+    let loss = |q: &[f32]| f64::from(q[0]).powi(2) + f64::from(q[1]).powi(2);
+    let mut p = [0.0f32, 1000.0];
+    let r = check_gradients(&mut p, &[0.0, -12345.0], 1e-8, 1e-6, loss).unwrap();
+    assert!(!r.passed(1e-3), "{r:?}");
+    assert!(!r.passed(f64::INFINITY), "{r:?}");
+    assert_eq!(r.worst_index, Some(1), "{r:?}");
+    assert_eq!(r.worst_rel_error, f64::INFINITY);
+    assert_eq!(r.checked, 2);
+    // Also when the unjudgeable parameter comes first and a finite error follows.
+    let mut p = [1000.0f32, 0.5];
+    let r = check_gradients(&mut p, &[2000.0, 1.0], 1e-8, 1e-6, loss).unwrap();
+    assert!(!r.passed(1e-3), "{r:?}");
+    assert_eq!(r.worst_index, Some(0), "{r:?}");
+    // Both exactly 0 with a zero floor is agreement (0 / 0), not a failure.
+    let r = check_gradients(&mut [0.0f32], &[0.0], 1e-3, 0.0, |q| {
+        f64::from(q[0]).powi(2)
+    })
+    .unwrap();
+    assert!(r.passed(0.0), "{r:?}");
+}
+
+/// Issue 9, items 3 and 7: a `floor` of `+inf` (which would pass any gradient) and a step of
+/// 0 are refused with an error that names the argument, not as a "non-finite step".
+#[test]
+fn infinite_floor_and_zero_step_are_invalid_arguments() {
+    let mut p = vec![1.0f32, 2.0];
+    let e = check_gradients(&mut p, &[1.0, 2.0], 1e-3, f64::INFINITY, quadratic).unwrap_err();
+    assert_eq!(
+        e,
+        Error::InvalidArgument {
+            what: "floor",
+            value: f64::INFINITY,
+            expected: "finite and non-negative"
+        }
+    );
+    let e = check_gradients(&mut p, &[1.0, 2.0], 0.0, 1e-6, quadratic).unwrap_err();
+    assert_eq!(
+        e,
+        Error::InvalidArgument {
+            what: "step",
+            value: 0.0,
+            expected: "finite and positive"
+        }
+    );
+    let msg = e.to_string();
+    assert!(
+        msg.contains("invalid step 0") && msg.contains("positive"),
+        "{msg}"
+    );
+    assert!(!msg.contains("non-finite"), "{msg}");
+}

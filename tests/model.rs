@@ -2,7 +2,7 @@
 //! (`Mlp::gradients`, read back through `Gradients::write_flat`), `predict_proba`, and the
 //! fused SGD step (`Mlp::train_step`) against `gradients` followed by `w - lr * g`, which
 //! must agree bit for bit. Shapes draw `I`, `H` and `O` from {1, 3, 4, 8, 9, 16, 17, 32, 33}
-//! (every value in every position), batches of 1 to 70 samples (partial sixteen-sample
+//! (every value in every position, but `O = 2` for `O = 1`, which does not compile), batches of 1 to 70 samples (partial sixteen-sample
 //! blocks, one tile) and of 129 to 300 (two and three 128-sample tiles).
 
 #![allow(
@@ -163,8 +163,9 @@ model_vs_oracle! {
     mlp_matches_oracle_9_16_17: 9, 16, 17, batch 1..=70, cases 24;
     mlp_matches_oracle_16_17_32: 16, 17, 32, batch 1..=70, cases 16;
     mlp_matches_oracle_17_32_33: 17, 32, 33, batch 1..=70, cases 16;
-    // One class: the loss and every gradient are exactly 0 (softmax of one logit is 1).
-    mlp_matches_oracle_32_33_1: 32, 33, 1, batch 1..=70, cases 16;
+    // Two classes, the fewest an `Mlp` may have (one does not compile since issue 9: its
+    // loss and every gradient would be exactly 0).
+    mlp_matches_oracle_32_33_2: 32, 33, 2, batch 1..=70, cases 16;
     mlp_matches_oracle_32_8_3: 32, 8, 3, batch 1..=70, cases 16;
     mlp_matches_oracle_33_1_3: 33, 1, 3, batch 1..=70, cases 24;
     mlp_matches_oracle_4_32_3_iris: 4, 32, 3, batch 1..=70, cases 24;

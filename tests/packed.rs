@@ -112,3 +112,29 @@ fn packed_len_capacity_and_debug() -> Result<(), Error> {
     assert_eq!(format!("{b:?}"), "PackedBatch<3, 2> { len: 5 }");
     Ok(())
 }
+
+/// Issue 9, item 6: a packed batch stores its labels as floats, which round from 2^24 on;
+/// `LabelOutOfRange` reported 16_777_216 for a label of 16_777_217. It reports the label the
+/// caller passed, as `train_step` on the rows does.
+#[test]
+fn out_of_range_label_is_reported_as_passed() {
+    let x = [[0.5f32, -0.5]; 20];
+    let sgd = Sgd::new(0.1).unwrap();
+    for bad in [16_777_217u32, 16_777_219, 33_554_435, u32::MAX, 3] {
+        let mut y = [1u32; 20];
+        y[17] = bad;
+        y[19] = 16_777_221;
+        let batch = PackedBatch::<2, 2>::from_rows(&x, &y).unwrap();
+        let mut m = Mlp::<2, 4, 3>::new(1);
+        let want = Error::LabelOutOfRange {
+            index: 17,
+            label: bad,
+            classes: 3,
+        };
+        assert_eq!(
+            m.train_step_packed(&batch, &sgd, &mut Workspace::new()),
+            Err(want)
+        );
+        assert_eq!(m.train_step(&x, &y, &sgd, &mut Workspace::new()), Err(want));
+    }
+}

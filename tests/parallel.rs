@@ -145,3 +145,23 @@ fn small_batches_stay_serial() {
     }
     assert_eq!(m, want);
 }
+
+/// Issue 9, item 1: `new_boxed` allocates zeroed memory in place, so it works on a stack far
+/// smaller than the workspace, in debug builds too (CI runs this file unoptimized). It used
+/// to build the value on a helper thread but reserved a whole workspace in its own frame on
+/// the caller's stack, which aborted with a stack overflow.
+#[test]
+fn par_workspace_new_boxed_on_a_256_kib_stack() {
+    std::thread::Builder::new()
+        .stack_size(256 * 1024)
+        .spawn(|| {
+            // The doc example (6.6 MB) and the recommended 64 slots of a small model (3.5 MB).
+            let big = ParWorkspace::<784, 256, 10, 4>::new_boxed();
+            assert_eq!(big.min_flop(), fusedprop::PAR_MIN_FLOP);
+            let many = ParWorkspace::<4, 32, 3, 64>::new_boxed();
+            assert_eq!(many.min_flop(), fusedprop::PAR_MIN_FLOP);
+        })
+        .expect("spawn")
+        .join()
+        .expect("the small-stack thread panicked");
+}

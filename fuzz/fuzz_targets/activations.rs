@@ -11,6 +11,9 @@
 //!   `[0, 1]`, summing to 1, within `1e-6` of the oracle; log-softmax `<= 0` and within its
 //!   bound of the oracle; the loss finite, `>= 0`, equal to the mean of `-log_softmax[y]`
 //!   within bounds; `dlogits` within bounds of `(p - onehot) / N`, rows summing to ~0;
+//! - beyond that range the two loss functions agree: the same finite loss, or the same
+//!   `NonFinite("loss")` error for a loss that overflows `f32` (never `Ok(inf)`), with
+//!   `dlogits` untouched;
 //! - a row holding NaN gives NaN in every softmax output (the NaN policy);
 //! - softmax and log-softmax backward within bounds of the oracle for moderate inputs.
 #![no_main]
@@ -242,7 +245,13 @@ fn check<const N: usize>(u: &mut Unstructured) -> arbitrary::Result<()> {
             );
         }
         None if out_len != n => {
-            assert!(loss.is_ok());
+            // Ok, or a loss that overflows `f32` (logits beyond the documented range).
+            assert!(
+                loss.is_ok()
+                    || (matches!(loss, Err(Error::NonFinite { what: "loss", .. }))
+                        && !z.iter().all(in_range)),
+                "{loss:?}"
+            );
             assert!(
                 matches!(fused, Err(Error::LengthMismatch { .. })),
                 "{fused:?}"
@@ -252,8 +261,22 @@ fn check<const N: usize>(u: &mut Unstructured) -> arbitrary::Result<()> {
                 "dlogits written on error"
             );
         }
+        None if loss.is_err() => {
+            // Finite logits so far apart that a sample's loss, or the batch's sum, overflows.
+            assert!(!z.iter().all(in_range), "{loss:?} for logits within 1e30");
+            assert!(
+                matches!(loss, Err(Error::NonFinite { what: "loss", .. })),
+                "{loss:?}"
+            );
+            assert_eq!(fused, loss, "the fused gradient's error vs the loss's");
+            assert!(
+                d.iter().flatten().all(|v| v.is_nan()),
+                "dlogits written on error"
+            );
+        }
         None => {
             let (l, lf) = (loss.expect("valid batch"), fused.expect("valid batch"));
+            assert!(l.is_finite(), "Ok({l}) from the loss");
             assert_eq!(l.to_bits(), lf.to_bits(), "loss {l} vs fused {lf}");
             if !z.iter().all(in_range) {
                 return Ok(());

@@ -9,7 +9,10 @@
 //!   summing to 1 within `1e-5 * O`, classes `< O` and the argmax of the probabilities,
 //!   `accuracy` in `[0, 1]` and equal to the fraction `predict` gets right, loss `>= 0`;
 //! - against the oracle (where the oracle's error bounds are small): probabilities, the loss
-//!   and every gradient within their propagated error bounds.
+//!   and every gradient within their propagated error bounds;
+//! - padding never matters: the loss of a batch whose last block is partial is `Ok` wherever
+//!   the same batch with that block filled up by copies of a real sample has a loss far from
+//!   overflowing; extreme weights (`extreme_f32`) exercise it.
 #![no_main]
 #![allow(
     clippy::needless_range_loop,
@@ -43,10 +46,11 @@ fn check<const I: usize, const H: usize, const O: usize>(
     u: &mut Unstructured,
 ) -> arbitrary::Result<()> {
     let mut model = Mlp::<I, H, O>::new(u.arbitrary()?);
-    let w_choice = u.arbitrary::<u8>()? % 4;
+    let w_choice = u.arbitrary::<u8>()? % 8;
     let gen_w = match w_choice {
-        0 => None,
-        1 => Some(finite_f32 as fn(&mut Unstructured) -> arbitrary::Result<f32>),
+        0 | 4 => None,
+        1 | 5 => Some(finite_f32 as fn(&mut Unstructured) -> arbitrary::Result<f32>),
+        7 => Some(extreme_f32 as fn(&mut Unstructured) -> arbitrary::Result<f32>),
         _ => Some(moderate as fn(&mut Unstructured) -> arbitrary::Result<f32>),
     };
     if let Some(gen_w) = gen_w {
@@ -71,7 +75,7 @@ fn check<const I: usize, const H: usize, const O: usize>(
     // Glorot or moderate weights on moderate inputs: no catastrophic cancellation, so the
     // summation order (which differs between `predict` and `predict_one`) cannot change a
     // class beyond a near-tie.
-    let well_conditioned = w_choice != 1 && x_choice >= 2;
+    let well_conditioned = matches!(w_choice, 0 | 2 | 3 | 4 | 6) && x_choice >= 2;
 
     // predict_proba
     let mut proba = vec![[f32::NAN; O]; maybe_mismatch(u, n)?];
@@ -201,6 +205,19 @@ fn check<const I: usize, const H: usize, const O: usize>(
             } => assert!(bad_row.is_none()),
             e => panic!("loss: unexpected {e:?}"),
         },
+    }
+    // Padding invariance (issue 9, item 5): the filled batch has every sample of this one
+    // and a larger loss sum; if it is far from overflowing, this loss must be `Ok`.
+    if pre.is_none() && bad_row.is_none() && n % fusedprop::BLOCK_SAMPLES != 0 {
+        let (xe, ye) = fill_last_block(&x, &y);
+        if let Ok(le) = model.loss(&xe, &ye)
+            && far_from_overflow(le, xe.len())
+        {
+            assert!(
+                loss.is_ok(),
+                "padding changed the loss: {loss:?} for {n} samples, Ok({le}) with the last block filled"
+            );
+        }
     }
     match (&pre, model.accuracy(&x, &y)) {
         (Some(want), got) => assert_eq!(got, Err(*want)),

@@ -73,6 +73,32 @@ pub fn finite_f32(u: &mut Unstructured) -> Result<f32> {
     })
 }
 
+/// An extreme finite weight: mostly huge magnitudes (`1e10` to `f32::MAX`), with a few
+/// small values so that some units stay alive. Huge biases make the zero-padded lanes of a
+/// partial block (zero inputs, so activations `relu(b1)`) overflow where the real samples
+/// do not (issue 9, item 5).
+pub fn extreme_f32(u: &mut Unstructured) -> Result<f32> {
+    const X: [f32; 16] = [
+        1e10,
+        -1e10,
+        1e20,
+        -1e20,
+        1e30,
+        -1e30,
+        1e37,
+        -1e37,
+        1e38,
+        -1e38,
+        f32::MAX,
+        f32::MIN,
+        0.0,
+        1.0,
+        -1.0,
+        1e-3,
+    ];
+    Ok(X[usize::from(u.arbitrary::<u8>()?) % X.len()])
+}
+
 /// A small value: multiples of 1/64 in `[-8, 8)`, with zero and small integers common.
 pub fn moderate(u: &mut Unstructured) -> Result<f32> {
     Ok(f32::from(u.arbitrary::<i16>()? % 512) / 64.0)
@@ -403,6 +429,31 @@ pub fn precheck(n: usize, labels: &[u32], classes: usize) -> Option<fusedprop::E
             label: labels[index],
             classes,
         })
+}
+
+/// The batch with its last, partial block filled up with copies of its first sample, so that
+/// no lane of any block is zero padding. The filled batch holds every sample of the original
+/// (and more copies of one), so wherever its loss is finite and far from overflowing, and
+/// its step is accepted, the original's must be too: the padding lanes of a partial block
+/// must never influence a result (issue 9, item 5). `x` and `labels` must be non-empty and
+/// of one length.
+pub fn fill_last_block<const N: usize>(
+    x: &[[f32; N]],
+    labels: &[u32],
+) -> (Vec<[f32; N]>, Vec<u32>) {
+    let mut xe = x.to_vec();
+    let mut ye = labels.to_vec();
+    while xe.len() % fusedprop::BLOCK_SAMPLES != 0 {
+        xe.push(x[0]);
+        ye.push(labels[0]);
+    }
+    (xe, ye)
+}
+
+/// Whether a mean loss over `n` samples is far enough from overflowing that a batch with a
+/// subset of those samples cannot overflow its sum either (a quarter of `f32::MAX`).
+pub fn far_from_overflow(mean: f32, n: usize) -> bool {
+    f64::from(mean) * n as f64 <= f64::from(f32::MAX) / 4.0
 }
 
 /// Index of the first row holding a NaN or an infinity.
