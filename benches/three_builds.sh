@@ -11,7 +11,7 @@
 #
 #   bash benches/three_builds.sh                          # build (first time: minutes), measure
 #   ROUNDS=9 bash benches/three_builds.sh                 # more rounds on a busy machine
-#   BUILDS="native x86-64" ROUNDS=1 bash benches/three_builds.sh   # what CI prints
+#   BUILDS="native x86-64" ROUNDS=3 bash benches/three_builds.sh   # what CI prints
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${ROUNDS:-5}
@@ -48,7 +48,7 @@ for r in $(seq "$rounds"); do
 done
 
 model=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
-printf 'CPU: %s (%s logical CPUs); rustc %s; %s rounds, medians; load average %s\n\n' \
+printf 'CPU: %s (%s logical CPUs); rustc %s; medians of %s round(s); load average %s\n\n' \
     "$model" "$(nproc)" "$(rustc --version | cut -d' ' -f2)" "$rounds" \
     "$(cut -d' ' -f1-3 /proc/loadavg)"
 awk -F'\t' -v names="${names[*]}" '
