@@ -77,6 +77,8 @@ pub(crate) mod sealed {
         type T: Copy + core::fmt::Debug + Send + Sync;
         /// The number of classes of a classifier (0 for regression).
         const CLASSES: usize;
+        /// The fewest outputs the head works with (checked at compile time).
+        const MIN_OUTPUTS: usize = 1;
         /// The targets of a block in lanes.
         type TBlock: Copy;
         /// Checks targets before any work.
@@ -119,6 +121,7 @@ impl<const O: usize> sealed::HeadKernel<Dim<O>> for SoftmaxCrossEntropy {
     type T = u32;
     type TBlock = Lane;
     const CLASSES: usize = O;
+    const MIN_OUTPUTS: usize = 2;
 
     fn check(t: &[u32]) -> Result<(), Error> {
         crate::error::check_labels(t, O)

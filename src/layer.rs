@@ -232,6 +232,8 @@ pub(crate) mod sealed {
     /// The kernels of a layer or chain (crate-internal). Every tile method handles the
     /// first `nb` blocks of the tile.
     pub trait LayerKernel: Sized + Send + Sync + Clone + PartialEq + core::fmt::Debug {
+        /// Whether every width is at least 1 (checked at compile time by the network).
+        const WIDTHS_OK: bool;
         /// Input width.
         type In: super::Shape;
         /// Output width.
@@ -330,6 +332,7 @@ impl<const I: usize, const O: usize, A: Activation> Layer for Dense<I, O, A> {
 }
 
 impl<const I: usize, const O: usize, A: Activation> LayerKernel for Dense<I, O, A> {
+    const WIDTHS_OK: bool = I >= 1 && O >= 1;
     type In = Dim<I>;
     type Out = Dim<O>;
     type Tile = DenseTile<O>;
@@ -610,6 +613,7 @@ impl<A: Layer, B: Layer<In = <A as LayerKernel>::Out>> Layer for Chain<A, B> {
 }
 
 impl<A: Layer, B: Layer<In = <A as LayerKernel>::Out>> LayerKernel for Chain<A, B> {
+    const WIDTHS_OK: bool = A::WIDTHS_OK && B::WIDTHS_OK;
     type In = A::In;
     type Out = B::Out;
     type Tile = (A::Tile, B::Tile);

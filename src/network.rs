@@ -327,9 +327,12 @@ enum Finish<'a, L: Layer, P: Optimizer> {
 impl<L: Layer + ConstZero, H: Head<L::Out> + ConstZero> Network<L, H> {
     /// A network with every parameter zero, as a `const`: for statics and in-place
     /// construction (then [`Network::init_glorot`]).
-    pub const ZERO: Self = Self {
-        layers: L::ZERO,
-        head: H::ZERO,
+    pub const ZERO: Self = {
+        let () = Self::SHAPE;
+        Self {
+            layers: L::ZERO,
+            head: H::ZERO,
+        }
     };
 
     /// A network with Glorot-uniform weights and zero biases (Keras's defaults), from `seed`;
@@ -348,10 +351,44 @@ impl<L: Layer, H: Head<L::Out>> Network<L, H> {
     /// Trainable parameters.
     pub const PARAMS: usize = L::PARAMS;
 
+    /// Zero widths and a softmax over fewer than two classes do not compile (heapless-style
+    /// `const` checks, evaluated where the network is built or used):
+    ///
+    /// ```compile_fail,E0080
+    /// use fusedprop::{chain, Dense, Network, Relu, SoftmaxCrossEntropy};
+    /// // A layer of 0 units.
+    /// let net = Network::<chain![Dense<4, 0, Relu>, Dense<0, 3>], SoftmaxCrossEntropy>::new(1);
+    /// ```
+    ///
+    /// ```compile_fail,E0080
+    /// use fusedprop::{chain, Dense, Network, Relu, SoftmaxCrossEntropy};
+    /// // Softmax over one class is always 1: the loss is 0 and nothing is learned.
+    /// let net = Network::<chain![Dense<4, 8, Relu>, Dense<8, 1>], SoftmaxCrossEntropy>::new(1);
+    /// ```
+    ///
+    /// A single output is for [`BinaryCrossEntropy`](crate::BinaryCrossEntropy) or
+    /// [`MeanSquaredError`](crate::MeanSquaredError):
+    ///
+    /// ```
+    /// use fusedprop::{chain, BinaryCrossEntropy, Dense, Network, Relu};
+    /// let net = Network::<chain![Dense<4, 8, Relu>, Dense<8, 1>], BinaryCrossEntropy>::new(1);
+    /// ```
+    const SHAPE: () = {
+        assert!(
+            L::WIDTHS_OK,
+            "Network: every layer needs at least one input and one output"
+        );
+        assert!(
+            <L::Out as crate::layer::Shape>::N >= <H as HeadKernel<L::Out>>::MIN_OUTPUTS,
+            "Network: SoftmaxCrossEntropy needs at least 2 outputs (softmax over 1 class is always 1, so the loss is always 0 and nothing is learned); use BinaryCrossEntropy for one output"
+        );
+    };
+
     /// A network from its layers (for activations with parameters, such as
     /// [`LeakyRelu`](crate::LeakyRelu), whose layers have no `ZERO`), in a `const` context.
     #[must_use]
     pub const fn from_layers(layers: L, head: H) -> Self {
+        let () = Self::SHAPE;
         Self { layers, head }
     }
 
@@ -751,6 +788,7 @@ impl<L: Layer, H: Head<L::Out>> Network<L, H> {
 
     /// Loads a block of rows, checks them, and runs it to the last layer's outputs.
     fn forward_rows(&self, xs: &[InRow<L>], first: usize) -> Result<OutBlock<L>, Error> {
+        let () = Self::SHAPE;
         crate::simd::warn_once_if_slow_build();
         let mut xb = <L::In as ShapeKernel>::BLOCK_ZERO;
         <L::In as ShapeKernel>::load(xs, &mut xb);
@@ -808,6 +846,7 @@ impl<L: Layer, H: Classifier<L::Out>> Network<L, H> {
     /// index 0) if the outputs overflow `f32`.
     #[inline]
     pub fn predict_one(&self, x: &InRow<L>) -> Result<u32, Error> {
+        let () = Self::SHAPE;
         crate::simd::warn_once_if_slow_build();
         // PERF: an integer maximum over the magnitudes' bits vectorizes; finite means below
         // the bits of infinity.
@@ -1000,6 +1039,7 @@ fn run<L: Layer, H: Head<L::Out>, P: Optimizer>(
     ws: &mut NetWorkspace<L>,
     mut finish: Finish<'_, L, P>,
 ) -> Result<f32, Error> {
+    let () = Network::<L, H>::SHAPE;
     crate::simd::warn_once_if_slow_build();
     let n = inputs.len();
     let tiles = n.div_ceil(TILE_SAMPLES);
