@@ -232,6 +232,19 @@ pub(crate) fn row_max<const N: usize>(z: &[Lane; N]) -> Lane {
     m
 }
 
+/// Index (as a float) of the largest logit of each sample; the first on ties.
+#[inline(always)]
+pub(crate) fn argmax_block<const O: usize>(z: &[Lane; O]) -> Lane {
+    let mut best = z[0];
+    let mut idx = lanes::zero();
+    for (j, &v) in z.iter().enumerate().skip(1) {
+        let better = lanes::gt(v, best);
+        best = lanes::select(better, v, best);
+        idx = lanes::select(better, lanes::splat(j as f32), idx);
+    }
+    idx
+}
+
 /// Replaces `z` by `e^(z - max z)` and returns the row sums `sum_j e^(z_j - max z)`.
 #[inline(always)]
 pub(crate) fn exp_shifted_block<const N: usize>(z: &mut [Lane; N]) -> Lane {

@@ -161,14 +161,7 @@ impl<const O: usize> sealed::HeadKernel<Dim<O>> for SoftmaxCrossEntropy {
 
     #[inline(always)]
     fn classes(z: &[Lane; O]) -> Lane {
-        let mut best = z[0];
-        let mut idx = lanes::zero();
-        for (j, &v) in z.iter().enumerate().skip(1) {
-            let better = lanes::gt(v, best);
-            best = lanes::select(better, v, best);
-            idx = lanes::select(better, lanes::splat(j as f32), idx);
-        }
-        idx
+        crate::activation::argmax_block(z)
     }
 
     fn label_lanes(y: Lane) -> Option<Lane> {

@@ -563,7 +563,7 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
         for (block, (xs, os)) in x.chunks(LANES).zip(out.chunks_mut(LANES)).enumerate() {
             self.logits_block(xs, block * LANES, &mut z)?;
             finite_logits(&z, xs.len(), block * LANES)?;
-            let best = argmax_block(&z).to_array();
+            let best = crate::activation::argmax_block(&z).to_array();
             for (o, b) in os.iter_mut().zip(best) {
                 *o = b as u32;
             }
@@ -704,7 +704,7 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
         for (block, (xs, ls)) in x.chunks(LANES).zip(labels.chunks(LANES)).enumerate() {
             self.logits_block(xs, block * LANES, &mut z)?;
             finite_logits(&z, xs.len(), block * LANES)?;
-            let best = argmax_block(&z).to_array();
+            let best = crate::activation::argmax_block(&z).to_array();
             correct += ls
                 .iter()
                 .zip(best)
@@ -1383,19 +1383,6 @@ pub(crate) fn finite_total(per_lane: Lane) -> Result<(), Error> {
     }
 }
 
-/// Index (as a float) of the largest logit of each sample; the first on ties.
-#[inline(always)]
-fn argmax_block<const O: usize>(z: &[Lane; O]) -> Lane {
-    let mut best = z[0];
-    let mut idx = lanes::zero();
-    for (j, &v) in z.iter().enumerate().skip(1) {
-        let better = lanes::gt(v, best);
-        best = lanes::select(better, v, best);
-        idx = lanes::select(better, lanes::splat(j as f32), idx);
-    }
-    idx
-}
-
 fn shift(e: Error, offset: usize) -> Error {
     match e {
         Error::NonFinite {
@@ -1426,30 +1413,48 @@ impl<const I: usize, const H: usize, const O: usize> fmt::Debug for Mlp<I, H, O>
 /// ```
 impl<const I: usize, const H: usize, const O: usize> fmt::Display for Mlp<I, H, O> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const THIN: &str = "-----------------------------------------------------------------";
-        const THICK: &str = "=================================================================";
-        writeln!(f, "Model: \"Mlp<{I}, {H}, {O}>\"")?;
-        writeln!(f, "{THIN}")?;
-        writeln!(
-            f,
-            "{:<28}{:<22}{:>15}",
-            "Layer (type)", "Output Shape", "Param #"
-        )?;
-        writeln!(f, "{THICK}")?;
-        let rows = [
-            ("dense (Dense, relu)", H, Dense::<I, H>::PARAMS),
-            ("dense_1 (Dense, softmax)", O, Dense::<H, O>::PARAMS),
-        ];
-        for (name, units, params) in rows {
-            let mut shape = StrBuf::<24>::new();
-            fmt::Write::write_fmt(&mut shape, format_args!("(None, {units})"))?;
-            writeln!(f, "{:<28}{:<22}{:>15}", name, shape.as_str(), params)?;
-        }
-        writeln!(f, "{THICK}")?;
-        writeln!(f, "Total params: {}", Self::PARAMS)?;
-        writeln!(f, "Trainable params: {}", Self::PARAMS)?;
-        write!(f, "Non-trainable params: 0")
+        let mut title = StrBuf::<40>::new();
+        fmt::Write::write_fmt(&mut title, format_args!("Mlp<{I}, {H}, {O}>"))?;
+        summary_header(f, title.as_str())?;
+        summary_row(f, "dense (Dense, relu)", H, Dense::<I, H>::PARAMS)?;
+        summary_row(f, "dense_1 (Dense, softmax)", O, Dense::<H, O>::PARAMS)?;
+        summary_footer(f, Self::PARAMS)
     }
+}
+
+const THIN: &str = "-----------------------------------------------------------------";
+const THICK: &str = "=================================================================";
+
+/// The header of a Keras-like summary of a model named `name`.
+pub(crate) fn summary_header(f: &mut fmt::Formatter<'_>, name: &str) -> fmt::Result {
+    writeln!(f, "Model: \"{name}\"")?;
+    writeln!(f, "{THIN}")?;
+    writeln!(
+        f,
+        "{:<28}{:<22}{:>15}",
+        "Layer (type)", "Output Shape", "Param #"
+    )?;
+    writeln!(f, "{THICK}")
+}
+
+/// One layer's line of a summary: its name, `(None, units)` and its parameter count.
+pub(crate) fn summary_row(
+    f: &mut fmt::Formatter<'_>,
+    name: &str,
+    units: usize,
+    params: usize,
+) -> fmt::Result {
+    let mut shape = StrBuf::<24>::new();
+    fmt::Write::write_fmt(&mut shape, format_args!("(None, {units})"))?;
+    writeln!(f, "{:<28}{:<22}{:>15}", name, shape.as_str(), params)
+}
+
+/// The totals that end a summary (no line break after the last line).
+pub(crate) fn summary_footer(f: &mut fmt::Formatter<'_>, params: usize) -> fmt::Result {
+    writeln!(f, "{THICK}")?;
+    writeln!(f, "Total params: {params}")?;
+    writeln!(f, "Trainable params: {params}")?;
+    write!(f, "Non-trainable params: 0")
 }
 
 /// A fixed-capacity string for formatting without a heap.

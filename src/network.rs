@@ -45,7 +45,10 @@ use crate::lanes::{self, LANES, Lane};
 use crate::layer::{
     ActivationF64, Dim, InBlock, Layer, LayerInfo, LayerKernel, OutBlock, ShapeKernel,
 };
-use crate::mlp::{StrBuf, TILE_BLOCKS, TILE_SAMPLES, finite_loss, finite_total};
+use crate::mlp::{
+    StrBuf, TILE_BLOCKS, TILE_SAMPLES, finite_loss, finite_total, summary_footer, summary_header,
+    summary_row,
+};
 use crate::optim::{ConstZero, Optimizer};
 use crate::rng::SplitMix64;
 
@@ -1090,57 +1093,32 @@ fn run<L: Layer, H: Head<L::Out>, P: Optimizer>(
 /// ```
 impl<L: Layer, H: Head<L::Out>> fmt::Display for Network<L, H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const THIN: &str = "-----------------------------------------------------------------";
-        const THICK: &str = "=================================================================";
-        writeln!(f, "Model: \"Network\"")?;
-        writeln!(f, "{THIN}")?;
-        writeln!(
-            f,
-            "{:<28}{:<22}{:>15}",
-            "Layer (type)", "Output Shape", "Param #"
-        )?;
-        writeln!(f, "{THICK}")?;
+        summary_header(f, "Network")?;
         let mut i = 0;
         let mut res = Ok(());
         self.layers
             .describe(&mut |info: LayerInfo, _: &dyn ActivationF64| {
-                if res.is_err() {
-                    return;
-                }
                 let mut name = StrBuf::<40>::new();
-                let mut shape = StrBuf::<24>::new();
-                let w = if i == 0 {
-                    fmt::Write::write_fmt(
-                        &mut name,
-                        format_args!("dense (Dense, {})", info.activation),
-                    )
-                } else {
-                    fmt::Write::write_fmt(
-                        &mut name,
-                        format_args!("dense_{i} (Dense, {})", info.activation),
-                    )
-                };
-                res = w
+                res = res
                     .and_then(|()| {
-                        fmt::Write::write_fmt(&mut shape, format_args!("(None, {})", info.outputs))
+                        if i == 0 {
+                            fmt::Write::write_fmt(
+                                &mut name,
+                                format_args!("dense (Dense, {})", info.activation),
+                            )
+                        } else {
+                            fmt::Write::write_fmt(
+                                &mut name,
+                                format_args!("dense_{i} (Dense, {})", info.activation),
+                            )
+                        }
                     })
-                    .and_then(|()| {
-                        writeln!(
-                            f,
-                            "{:<28}{:<22}{:>15}",
-                            name.as_str(),
-                            shape.as_str(),
-                            info.params
-                        )
-                    });
+                    .and_then(|()| summary_row(f, name.as_str(), info.outputs, info.params));
                 i += 1;
             });
         res?;
-        writeln!(f, "{THICK}")?;
-        writeln!(f, "Total params: {}", L::PARAMS)?;
-        writeln!(f, "Trainable params: {}", L::PARAMS)?;
-        writeln!(f, "Non-trainable params: 0")?;
-        write!(f, "Loss head: {}", H::NAME)
+        summary_footer(f, L::PARAMS)?;
+        write!(f, "\nLoss head: {}", H::NAME)
     }
 }
 
