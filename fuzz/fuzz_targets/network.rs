@@ -79,8 +79,7 @@ fn run<L: Layer, H: Head<L::Out>>(
     u: &mut Unstructured,
     mut net: Network<L, H>,
     targets: impl Fn(&mut Unstructured, usize) -> arbitrary::Result<Vec<Target<L, H>>>,
-) -> arbitrary::Result<()>
-{
+) -> arbitrary::Result<()> {
     // Weights: Glorot, or arbitrary (possibly non-finite), or extreme finite.
     let mode: u8 = u.arbitrary()?;
     let mut extreme = false;
@@ -98,7 +97,10 @@ fn run<L: Layer, H: Head<L::Out>>(
         match net.read_params(&p) {
             Ok(()) => assert_eq!(params(&net), bits(&p), "read_params round trip"),
             Err(e) => {
-                assert!(matches!(e, Error::NonFinite { what: "weight", .. }), "{e:?}");
+                assert!(
+                    matches!(e, Error::NonFinite { what: "weight", .. }),
+                    "{e:?}"
+                );
                 assert!(p.iter().any(|v| !v.is_finite()));
                 assert_eq!(params(&net), before, "read_params Err changed the network");
             }
@@ -106,7 +108,9 @@ fn run<L: Layer, H: Head<L::Out>>(
     }
     // Keras tensors of wrong sizes are refused without a change.
     if u.arbitrary::<u8>()? % 16 == 15 {
-        let t: Vec<f32> = (0..usize::from(u.arbitrary::<u8>()?)).map(|i| i as f32).collect();
+        let t: Vec<f32> = (0..usize::from(u.arbitrary::<u8>()?))
+            .map(|i| i as f32)
+            .collect();
         let tensors: Vec<&[f32]> = (0..2 * L::DEPTH).map(|_| &t[..]).collect();
         let before = params(&net);
         if net.read_keras(&tensors).is_err() {
@@ -131,6 +135,8 @@ fn run<L: Layer, H: Head<L::Out>>(
         let sixteen = net.loss(&vec![x[0]; 16], &vec![y[0]; 16]);
         match (one, sixteen) {
             (Ok(a), Ok(b)) => assert!(a.is_finite() && b.is_finite()),
+            // The same target refused in both, or the one sample itself refused.
+            (Err(a), Err(b)) if a == b => {}
             (Err(Error::NonFinite { index: Some(0), .. }), Err(_)) => {}
             (a, b) => {
                 // Sixteen equal samples can overflow a sum that one does not.
@@ -145,13 +151,16 @@ fn run<L: Layer, H: Head<L::Out>>(
     let opt_kind: u8 = u.arbitrary()?;
     let lr = learning_rate(u)?;
     let extra = u.arbitrary::<u8>()?;
-    // Targets in range and every input finite: `loss` accepted the batch.
+    // Targets in range and moderate (regression targets may be any finite value, and a
+    // target of 1e19 rightly overflows Adam's second moment): `loss` accepted the batch
+    // with a moderate loss.
     let moderate_data = mode % 4 == 0
-        && loss_before.is_ok()
+        && loss_before.is_ok_and(|l| l < 1e4)
         && lr.is_finite()
         && lr > 0.0
         && lr <= 1.0
-        && x.iter().all(|r| all_within(r.as_ref().iter().copied(), 8.0));
+        && x.iter()
+            .all(|r| all_within(r.as_ref().iter().copied(), 8.0));
     match opt_kind % 4 {
         0 => match Sgd::new(lr) {
             Ok(o) => step(u, &mut net, &x, &y, &o, loss_before, moderate_data),
@@ -172,9 +181,9 @@ fn run<L: Layer, H: Head<L::Out>>(
             let wd = f32::from(extra) / 100.0;
             match Adam::adamw(lr, wd) {
                 Ok(o) => step(u, &mut net, &x, &y, &o, loss_before, moderate_data),
-                Err(_) => assert!(
-                    !(lr.is_finite() && lr > 0.0 && f64::from(wd) * f64::from(lr) < 1.0)
-                ),
+                Err(_) => {
+                    assert!(!(lr.is_finite() && lr > 0.0 && f64::from(wd) * f64::from(lr) < 1.0))
+                }
             }
         }
     }
@@ -207,10 +216,17 @@ fn step<L: Layer, H: Head<L::Out>, P: Optimizer>(
         match net.train_step(x, y, opt, &mut st, &mut ws) {
             Ok(l) => {
                 assert!(l.is_finite());
-                assert_eq!(expect.map(f32::to_bits), Ok(l.to_bits()), "loss() != step loss");
+                assert_eq!(
+                    expect.map(f32::to_bits),
+                    Ok(l.to_bits()),
+                    "loss() != step loss"
+                );
                 let mut p = vec![0.0; L::PARAMS];
                 net.write_params(&mut p).unwrap();
-                assert!(p.iter().all(|v| v.is_finite()), "non-finite weight after Ok");
+                assert!(
+                    p.iter().all(|v| v.is_finite()),
+                    "non-finite weight after Ok"
+                );
                 st.visit(|s| assert!(s.iter().all(|v| v.is_finite()), "non-finite state"));
             }
             Err(e) => {
