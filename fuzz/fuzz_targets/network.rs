@@ -211,7 +211,7 @@ fn step<L: Layer, H: Head<L::Out>, P: Optimizer>(
     // A few steps, so that momentum and moments are non-zero when a step is refused.
     let steps = 1 + u.arbitrary::<u8>().unwrap_or(0) % 3;
     let mut expect = loss_before;
-    for _ in 0..steps {
+    for k in 0..steps {
         let (p0, s0) = (params(net), state(&st));
         match net.train_step(x, y, opt, &mut st, &mut ws) {
             Ok(l) => {
@@ -233,7 +233,10 @@ fn step<L: Layer, H: Head<L::Out>, P: Optimizer>(
                 assert_eq!(params(net), p0, "refused step changed the weights: {e:?}");
                 assert_eq!(state(&st), s0, "refused step changed the state: {e:?}");
                 assert!(
-                    !moderate_data || !matches!(e, Error::UpdateOverflow | Error::NonFinite { .. }),
+                    // Only the first step: with a learning rate up to 1, later steps may
+                    // rightly diverge.
+                    !(moderate_data && k == 0)
+                        || !matches!(e, Error::UpdateOverflow | Error::NonFinite { .. }),
                     "moderate data refused: {e:?}"
                 );
                 return;
