@@ -167,3 +167,88 @@ fn cancer_binary_cross_entropy_adamw() {
         y: rows
     );
 }
+
+/// Mini-batches in row order (`tf_iris_minibatch.json`: batch 32, the last of each epoch 24),
+/// one `train_step` per batch: every step's loss within 1e-5, final weights within 1e-4.
+#[test]
+fn iris_minibatches_in_order() {
+    let fx = load("tf_iris_minibatch.json");
+    let x = rows::<4>(&fx["x_train"]);
+    let y = labels(&fx["y_train"]);
+    let init = tensors(&fx["initial"]);
+    let init: Vec<&[f32]> = init.iter().map(Vec::as_slice).collect();
+    type L = chain![Dense<4, 32, Relu>, Dense<32, 3>];
+    let mut net = Network::<L, SoftmaxCrossEntropy>::ZERO;
+    net.read_keras(&init).expect("initial weights load");
+    let sgd = fusedprop::Sgd::new(0.01).unwrap();
+    let (mut state, mut ws) = (OptimizerState::new(), NetWorkspace::new());
+    let want = floats(&fx["losses"]);
+    let per_epoch = x.len().div_ceil(32);
+    for (step, &w) in want.iter().enumerate() {
+        let b = step % per_epoch;
+        let r = b * 32..((b + 1) * 32).min(x.len());
+        let got = net
+            .train_step(&x[r.clone()], &y[r], &sgd, &mut state, &mut ws)
+            .expect("step");
+        assert!(
+            (f64::from(got) - f64::from(w)).abs() <= 1e-5,
+            "step {step}: loss {got}, TensorFlow {w}"
+        );
+    }
+    let wd = max_diff(&keras_flat(&net), &floats(&fx["final"]));
+    assert!(wd <= 1e-4, "final weights differ by {wd}");
+}
+
+/// Weights saved by PyTorch (`safetensors.torch.save_file` of an `nn.Sequential`, names
+/// `0.weight` ...): read with `read_torch` into 4-16-8-3 tanh/relu, PyTorch's logits within
+/// 1e-5 on its 30 test rows. The safetensors file is parsed here by hand (8-byte header
+/// length, JSON header, little-endian f32 data).
+#[test]
+fn pytorch_weights_give_pytorchs_logits() {
+    let dir = format!("{}/tests/fixtures", env!("CARGO_MANIFEST_DIR"));
+    let bytes = std::fs::read(format!("{dir}/torch_iris_tanh_relu.safetensors")).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let data = &bytes[8 + n..];
+    let tensor = |name: &str| -> Vec<f32> {
+        let t = &header[name];
+        assert_eq!(t["dtype"], "F32");
+        let (a, b) = (
+            t["data_offsets"][0].as_u64().unwrap() as usize,
+            t["data_offsets"][1].as_u64().unwrap() as usize,
+        );
+        data[a..b]
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect()
+    };
+    let names = [
+        "0.weight", "0.bias", "2.weight", "2.bias", "4.weight", "4.bias",
+    ];
+    let t: Vec<Vec<f32>> = names.iter().map(|n| tensor(n)).collect();
+    let t: Vec<&[f32]> = t.iter().map(Vec::as_slice).collect();
+    let mut net = Network::<
+        chain![Dense<4, 16, Tanh>, Dense<16, 8, Relu>, Dense<8, 3>],
+        SoftmaxCrossEntropy,
+    >::ZERO;
+    net.read_torch(&t).expect("PyTorch weights load");
+    let fx = load("torch_iris_tanh_relu.json");
+    let x = rows::<4>(&fx["x_test"]);
+    let mut z = vec![[0.0f32; 3]; x.len()];
+    net.outputs(&x, &mut z).unwrap();
+    let z: Vec<f32> = z.iter().flatten().copied().collect();
+    let d = max_diff(&z, &floats(&fx["test_logits"]));
+    assert!(d <= 1e-5, "logits differ by {d}");
+    let mut classes = vec![0u32; x.len()];
+    net.predict(&x, &mut classes).unwrap();
+    let want: Vec<u32> = fx["test_logits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let r = floats(r);
+            (0..3).fold(0, |b, j| if r[j] > r[b] { j } else { b }) as u32
+        })
+        .collect();
+    assert_eq!(classes, want);
+}
