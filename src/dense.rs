@@ -206,6 +206,26 @@ impl<const I: usize, const O: usize> Dense<I, O> {
     }
 }
 
+impl<const I: usize, const O: usize, A> Dense<I, O, A> {
+    /// The same weights and biases with activation `act`.
+    ///
+    /// ```
+    /// use fusedprop::{Dense, Relu};
+    /// let linear = Dense::<2, 1>::from_weights([[1.0, -1.0]], [0.5])?;
+    /// let relu: Dense<2, 1, Relu> = linear.clone().with_activation(Relu);
+    /// assert_eq!(relu.weights(), linear.weights());
+    /// # Ok::<(), fusedprop::Error>(())
+    /// ```
+    #[must_use]
+    pub fn with_activation<B>(self, act: B) -> Dense<I, O, B> {
+        Dense {
+            w: self.w,
+            b: self.b,
+            act,
+        }
+    }
+}
+
 impl<const I: usize, const O: usize, A: Activation> Dense<I, O, A> {
     /// The weights, `[[f32; I]; O]`.
     #[must_use]
@@ -638,12 +658,8 @@ impl<const I: usize, const O: usize, A: Activation> Dense<I, O, A> {
         }
     }
 
-    /// [`Dense::backward_input_block`] for a run of blocks, bit for bit the same per block.
-    pub(crate) fn backward_input_blocks(&self, dz: &[[Lane; O]], dx: &mut [[Lane; I]]) {
-        self.backward_input_blocks_with::<true>(dz, dx, |_, g| g);
-    }
-
-    /// [`Dense::backward_input_blocks`] with each result `g` written as `f(old, g)`, where
+    /// [`Dense::backward_input_block`] for a run of blocks (bit for bit the same per block),
+    /// with each result `g` written as `f(old, g)`, where
     /// `old` is what `dx` held: a network's layer below keeps its activation's derivative
     /// there, and `f` is that activation's backward. `PLAIN` writes `g` itself (`f` unused).
     // PERF: the same 4 x 4 register tile as `forward_blocks`, over (inputs, blocks): the

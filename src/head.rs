@@ -32,16 +32,19 @@ use crate::reference;
 /// (Keras's `SparseCategoricalCrossentropy(from_logits=True)`, PyTorch's `CrossEntropyLoss`).
 /// Needs at least two outputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "std", derive(bytemuck::Zeroable))]
 pub struct SoftmaxCrossEntropy;
 
 /// Mean squared error on the raw outputs (regression): targets are `[f32; O]` rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "std", derive(bytemuck::Zeroable))]
 pub struct MeanSquaredError;
 
 /// A sigmoid on each output with binary cross-entropy, from the logits: targets are `[f32; O]`
 /// rows of values in `[0, 1]` (one output for binary classification, several for
 /// multi-label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "std", derive(bytemuck::Zeroable))]
 pub struct BinaryCrossEntropy;
 
 impl ConstZero for SoftmaxCrossEntropy {
@@ -79,6 +82,8 @@ pub(crate) mod sealed {
         const CLASSES: usize;
         /// The fewest outputs the head works with (checked at compile time).
         const MIN_OUTPUTS: usize = 1;
+        /// What its targets are called in messages ("labels" for class indices).
+        const TARGETS: &'static str = "targets";
         /// The targets of a block in lanes.
         type TBlock: Copy;
         /// Checks targets before any work.
@@ -122,6 +127,7 @@ impl<const O: usize> sealed::HeadKernel<Dim<O>> for SoftmaxCrossEntropy {
     type TBlock = Lane;
     const CLASSES: usize = O;
     const MIN_OUTPUTS: usize = 2;
+    const TARGETS: &'static str = "labels";
 
     fn check(t: &[u32]) -> Result<(), Error> {
         crate::error::check_labels(t, O)

@@ -401,13 +401,6 @@ pub(crate) fn to_array(x: Lane) -> [f32; LANES] {
     x.to_array()
 }
 
-/// `1.0` in the lanes whose label is a real sample (`>= 0`), `0.0` in padded lanes (label
-/// `-1`, see [`labels`]).
-#[inline(always)]
-pub(crate) fn valid_from_labels(y: Lane) -> Lane {
-    y.simd_ge(zero()).select(splat(1.0), zero())
-}
-
 /// Whether every lane of a [`valid`] mask is valid (the block has no padding lane).
 #[inline(always)]
 pub(crate) fn all_valid(valid: Lane) -> bool {

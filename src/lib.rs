@@ -135,6 +135,7 @@ extern crate std;
 pub mod activation;
 pub mod batch;
 pub mod dense;
+mod driver;
 mod error;
 #[cfg(feature = "std")]
 pub mod gradcheck;
@@ -154,6 +155,7 @@ pub mod parallel;
 pub mod reference;
 pub mod rng;
 mod simd;
+mod summary;
 
 /// The README's Rust examples are compiled and run as doctests.
 #[cfg(doctest)]

@@ -1,5 +1,7 @@
 //! `Mlp<I, H, O>`: Dense(I -> H, ReLU) -> Dense(H -> O, softmax), the network of the Keras
-//! Iris tutorial, composed from the crate's kernels.
+//! Iris tutorial: a thin wrapper of the [`Network`] of those two layers, with the API the
+//! crate had before any network could be built (a `Workspace` that also holds SGD's step
+//! count, `Gradients` with named layers).
 //!
 //! # The training step
 //! Samples are processed in tiles of up to [`TILE_SAMPLES`] (eight blocks of sixteen). For
@@ -17,33 +19,38 @@
 //! last tile each weight's gradient is completed, and immediately applied,
 //! `W -= lr * (sum of earlier tiles + this tile)`: the fused update, with no second sweep.
 //! `da` is computed before `W2` changes. For a batch of at most [`TILE_SAMPLES`] samples (the
-//! whole Iris training set) no gradient is ever stored.
+//! whole Iris training set) no gradient is ever stored. The driver is the network's
+//! ([`network`](crate::network), "The training step").
 //!
 //! # Refusing a step
-//! Before the first weight is written the step knows the loss of every sample and the largest
-//! activation, and it bounds every gradient (`|dW2| <= max a`, `|db2| <= 1`,
-//! `|dW1| <= O max|W2| max|x|`, `|db1| <= O max|W2|`). A step whose loss is not finite is
-//! refused with [`Error::NonFinite`], one whose bound says an update could overflow `f32`
-//! with [`Error::UpdateOverflow`]; either leaves every weight bit for bit as it was.
+//! Before the first weight is written the step knows the loss of every sample, the largest
+//! input and activation of each layer and the largest `dL/dz`, and it bounds every gradient by
+//! them. A step whose loss is not finite is refused with [`Error::NonFinite`], one whose bound
+//! says an update could overflow `f32` with [`Error::UpdateOverflow`]; either leaves every
+//! weight bit for bit as it was.
 
 use core::fmt;
 
-use crate::activation::{exp_shifted_block, relu_block};
+use crate::activation::{Linear, Relu};
 use crate::batch::PackedBatch;
-use crate::dense::{Dense, DenseGrads, Sink, param_grads_tile, update_is_safe};
-use crate::error::{Error, check_labels, same_len};
-use crate::lanes::{self, LANES, Lane};
-use crate::loss::{xent_block, xent_lanes};
+use crate::dense::{Dense, DenseGrads};
+use crate::error::{Error, same_len};
+use crate::head::SoftmaxCrossEntropy;
+use crate::layer::Chain;
+use crate::network::{NetWorkspace, Network, OptimizerState};
 use crate::optim::Sgd;
-use crate::rng::SplitMix64;
+use crate::summary::{StrBuf, summary_footer, summary_header, summary_row};
 
-/// Blocks of sixteen samples in a training tile.
-pub(crate) const TILE_BLOCKS: usize = 8;
+pub use crate::driver::TILE_SAMPLES;
 
-/// Samples in a training tile: the activations of this many samples are kept (in the
-/// [`Workspace`]) between the forward and the backward pass, and each weight gradient is
-/// reduced across lanes once per tile.
-pub const TILE_SAMPLES: usize = TILE_BLOCKS * LANES;
+/// The layers of an [`Mlp`]: `Dense<I, H, Relu>` then `Dense<H, O>` (the softmax is the
+/// loss head's).
+pub type MlpLayers<const I: usize, const H: usize, const O: usize> =
+    Chain<Dense<I, H, Relu>, Dense<H, O>>;
+
+/// The [`Network`] an [`Mlp`] wraps.
+pub type MlpNetwork<const I: usize, const H: usize, const O: usize> =
+    Network<MlpLayers<I, H, O>, SoftmaxCrossEntropy>;
 
 /// A two-layer perceptron: `I` inputs, a ReLU hidden layer of `H` units, `O` softmax outputs.
 ///
@@ -129,8 +136,7 @@ pub const TILE_SAMPLES: usize = TILE_BLOCKS * LANES;
 #[derive(Clone, PartialEq)]
 #[cfg_attr(feature = "std", derive(bytemuck::Zeroable))]
 pub struct Mlp<const I: usize, const H: usize, const O: usize> {
-    hidden: Dense<I, H>,
-    output: Dense<H, O>,
+    net: MlpNetwork<I, H, O>,
 }
 
 /// Gradients of every parameter of an [`Mlp`], in the layers' layout.
@@ -182,8 +188,9 @@ impl<const I: usize, const H: usize, const O: usize> Default for Gradients<I, H,
 }
 
 /// Scratch memory for [`Mlp::train_step`] and [`Mlp::gradients`], owned by the caller and
-/// reused across steps, so that no step allocates. Its size is fixed by the model's shape:
-/// about `4 * (TILE_SAMPLES * (I + 2H + O) + PARAMS)` bytes.
+/// reused across steps, so that no step allocates: the network's [`NetWorkspace`] and SGD's
+/// (step count only) [`OptimizerState`]. Its size is fixed by the model's shape: about
+/// `4 * (TILE_SAMPLES * (I + 2H + 2O) + PARAMS)` bytes.
 ///
 /// For large models build it where it will live, as for the model (see [`Mlp`], "Large
 /// models"): `Workspace::new_boxed` with `std` (it allocates), or a `static` initialized
@@ -191,21 +198,15 @@ impl<const I: usize, const H: usize, const O: usize> Default for Gradients<I, H,
 /// overflows a 2 MiB stack in debug builds for 784-256-10 (the workspace is 1.5 MB).
 #[cfg_attr(feature = "std", derive(bytemuck::Zeroable))]
 pub struct Workspace<const I: usize, const H: usize, const O: usize> {
-    pub(crate) x: [[Lane; I]; TILE_BLOCKS],
-    pub(crate) a: [[Lane; H]; TILE_BLOCKS],
-    pub(crate) dh: [[Lane; H]; TILE_BLOCKS],
-    pub(crate) z: [[Lane; O]; TILE_BLOCKS],
-    pub(crate) acc: Gradients<I, H, O>,
+    pub(crate) net: NetWorkspace<MlpLayers<I, H, O>>,
+    pub(crate) sgd: OptimizerState<MlpLayers<I, H, O>, Sgd>,
 }
 
 impl<const I: usize, const H: usize, const O: usize> Workspace<I, H, O> {
     /// A zeroed workspace, as a `const` for statics and in-place construction.
     pub const ZERO: Self = Self {
-        x: [[Lane::ZERO; I]; TILE_BLOCKS],
-        a: [[Lane::ZERO; H]; TILE_BLOCKS],
-        dh: [[Lane::ZERO; H]; TILE_BLOCKS],
-        z: [[Lane::ZERO; O]; TILE_BLOCKS],
-        acc: Gradients::ZERO,
+        net: NetWorkspace::ZERO,
+        sgd: OptimizerState::ZERO,
     };
 
     /// A new workspace (by value; see the type's docs for large models).
@@ -238,24 +239,6 @@ impl<const I: usize, const H: usize, const O: usize> fmt::Debug for Workspace<I,
     }
 }
 
-/// What the forward pass over a batch learned, for the backward pass and the refusal check.
-pub(crate) struct Forward {
-    /// Per-lane sum of the samples' losses.
-    pub(crate) loss: Lane,
-    /// Per-lane maximum of `|x|`.
-    pub(crate) max_x: Lane,
-    /// Per-lane maximum of the hidden activations (all `>= 0`).
-    pub(crate) max_a: Lane,
-}
-
-/// What the backward pass does with the parameter gradients of the last tile.
-pub(crate) enum Finish<'a, const I: usize, const H: usize, const O: usize> {
-    /// Write them (summed with the earlier tiles') to a gradients value.
-    Gradients(&'a mut Gradients<I, H, O>),
-    /// Apply them with SGD.
-    Sgd(f32),
-}
-
 impl<const I: usize, const H: usize, const O: usize> Default for Mlp<I, H, O> {
     fn default() -> Self {
         Self::ZERO
@@ -285,10 +268,7 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
     /// construction of large models (then [`Mlp::init_glorot`]).
     pub const ZERO: Self = {
         let () = Self::SHAPE;
-        Self {
-            hidden: Dense::ZERO,
-            output: Dense::ZERO,
-        }
+        Self { net: Network::ZERO }
     };
 
     /// Number of trainable parameters: `I*H + H + H*O + O` (259 for 4-32-3).
@@ -299,9 +279,9 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
     #[must_use]
     pub fn new(seed: u64) -> Self {
         let () = Self::SHAPE;
-        let mut m = Self::ZERO;
-        m.init_glorot(seed);
-        m
+        Self {
+            net: Network::new(seed),
+        }
     }
 
     /// [`Mlp::new`] on the heap: the box is allocated zeroed in place
@@ -332,17 +312,30 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
     /// big.init_glorot(7);
     /// ```
     pub fn init_glorot(&mut self, seed: u64) {
-        let mut rng = SplitMix64::new(seed);
-        self.hidden.init_glorot(&mut rng);
-        self.output.init_glorot(&mut rng);
+        self.net.init_glorot(seed);
     }
 
-    /// A model from its two layers.
+    /// A model from its two layers (the hidden layer's activation is ReLU whatever `A`).
     #[must_use]
-    pub fn from_layers(hidden: Dense<I, H>, output: Dense<H, O>) -> Self {
+    pub fn from_layers<A>(hidden: Dense<I, H, A>, output: Dense<H, O>) -> Self {
         let () = Self::SHAPE;
-        let () = Self::SHAPE;
-        Self { hidden, output }
+        Self {
+            net: Network::from_layers(
+                Chain(hidden.with_activation(Relu), output),
+                SoftmaxCrossEntropy,
+            ),
+        }
+    }
+
+    /// The same model as the [`Network`] it wraps.
+    #[must_use]
+    pub fn as_network(&self) -> &MlpNetwork<I, H, O> {
+        &self.net
+    }
+
+    /// The model as the [`Network`] it wraps, mutable: train it with any optimizer.
+    pub fn as_network_mut(&mut self) -> &mut MlpNetwork<I, H, O> {
+        &mut self.net
     }
 
     /// A model from weights in this crate's layout (`[out][in]`, as PyTorch).
@@ -377,7 +370,7 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
         let () = Self::SHAPE;
         let hidden = Dense::from_weights(w1, b1)?;
         let output = Dense::from_weights(w2, b2).map_err(|e| shift(e, Dense::<I, H>::PARAMS))?;
-        Ok(Self { hidden, output })
+        Ok(Self::from_layers(hidden, output))
     }
 
     /// A model from Keras weights: kernels in Keras layout, `[inputs][outputs]`
@@ -406,21 +399,21 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
         let () = Self::SHAPE;
         let hidden = Dense::from_keras(k1, b1)?;
         let output = Dense::from_keras(k2, b2).map_err(|e| shift(e, Dense::<I, H>::PARAMS))?;
-        Ok(Self { hidden, output })
+        Ok(Self::from_layers(hidden, output))
     }
 
     /// The hidden layer.
     #[must_use]
     #[inline]
-    pub fn hidden(&self) -> &Dense<I, H> {
-        &self.hidden
+    pub fn hidden(&self) -> &Dense<I, H, Relu> {
+        &self.net.layers().0
     }
 
     /// The output layer.
     #[must_use]
     #[inline]
-    pub fn output(&self) -> &Dense<H, O> {
-        &self.output
+    pub fn output(&self) -> &Dense<H, O, Linear> {
+        &self.net.layers().1
     }
 
     /// Every parameter, flattened: hidden weights (row-major), hidden biases, output weights,
@@ -441,20 +434,7 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
     /// [`Error::LengthMismatch`] unless `out.len() == PARAMS`.
     pub fn write_params(&self, out: &mut [f32]) -> Result<(), Error> {
         let () = Self::SHAPE;
-        same_len("parameters", Self::PARAMS, out.len())?;
-        let flat = self
-            .hidden
-            .weights()
-            .iter()
-            .flatten()
-            .chain(self.hidden.bias());
-        let flat = flat
-            .chain(self.output.weights().iter().flatten())
-            .chain(self.output.bias());
-        for (o, &v) in out.iter_mut().zip(flat) {
-            *o = v;
-        }
-        Ok(())
+        self.net.write_params(out)
     }
 
     /// Sets every parameter from a flat slice in [`Mlp::write_params`] order.
@@ -481,23 +461,7 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
     /// value is not finite. On error the model is unchanged.
     pub fn read_params(&mut self, params: &[f32]) -> Result<(), Error> {
         let () = Self::SHAPE;
-        same_len("parameters", Self::PARAMS, params.len())?;
-        if let Some(i) = params.iter().position(|v| !v.is_finite()) {
-            return Err(Error::NonFinite {
-                what: "weight",
-                index: Some(i),
-            });
-        }
-        let mut it = params.iter().copied();
-        let (w1, b1) = self.hidden.params_mut();
-        w1.iter_mut().flatten().chain(b1.iter_mut()).for_each(|w| {
-            *w = it.next().unwrap_or(0.0);
-        });
-        let (w2, b2) = self.output.params_mut();
-        w2.iter_mut().flatten().chain(b2.iter_mut()).for_each(|w| {
-            *w = it.next().unwrap_or(0.0);
-        });
-        Ok(())
+        self.net.read_params(params)
     }
 
     /// Class probabilities (softmax outputs) for each sample.
@@ -522,19 +486,7 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
     /// probabilities NaN. On error `out` may be partly written.
     pub fn predict_proba(&self, x: &[[f32; I]], out: &mut [[f32; O]]) -> Result<(), Error> {
         let () = Self::SHAPE;
-        crate::simd::warn_once_if_slow_build();
-        same_len("outputs", x.len(), out.len())?;
-        let mut z = [lanes::zero(); O];
-        for (block, (xs, os)) in x.chunks(LANES).zip(out.chunks_mut(LANES)).enumerate() {
-            self.logits_block(xs, block * LANES, &mut z)?;
-            finite_logits(&z, xs.len(), block * LANES)?;
-            let s = exp_shifted_block(&mut z);
-            for v in &mut z {
-                *v = lanes::div(*v, s);
-            }
-            lanes::store_rows(&z, os);
-        }
-        Ok(())
+        self.net.predict_proba(x, out).map_err(logit)
     }
 
     /// The most probable class of each sample (the first one on ties).
@@ -557,18 +509,7 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
     /// As [`Mlp::predict_proba`].
     pub fn predict(&self, x: &[[f32; I]], out: &mut [u32]) -> Result<(), Error> {
         let () = Self::SHAPE;
-        crate::simd::warn_once_if_slow_build();
-        same_len("outputs", x.len(), out.len())?;
-        let mut z = [lanes::zero(); O];
-        for (block, (xs, os)) in x.chunks(LANES).zip(out.chunks_mut(LANES)).enumerate() {
-            self.logits_block(xs, block * LANES, &mut z)?;
-            finite_logits(&z, xs.len(), block * LANES)?;
-            let best = crate::activation::argmax_block(&z).to_array();
-            for (o, b) in os.iter_mut().zip(best) {
-                *o = b as u32;
-            }
-        }
-        Ok(())
+        self.net.predict(x, out).map_err(logit)
     }
 
     /// The most probable class of one sample (the first one on ties).
@@ -594,34 +535,7 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
     #[inline]
     pub fn predict_one(&self, x: &[f32; I]) -> Result<u32, Error> {
         let () = Self::SHAPE;
-        crate::simd::warn_once_if_slow_build();
-        // PERF: an integer maximum over the magnitudes' bits vectorizes; finite means below
-        // the bits of infinity.
-        let worst = x.iter().fold(0u32, |m, v| m.max(v.to_bits() & 0x7fff_ffff));
-        if worst >= f32::INFINITY.to_bits() {
-            return Err(Error::NonFinite {
-                what: "input",
-                index: Some(0),
-            });
-        }
-        let mut h = [0.0f32; H];
-        self.hidden.forward_one::<true>(x, &mut h);
-        let mut z = [0.0f32; O];
-        self.output.forward_one::<false>(&h, &mut z);
-        if !z.iter().all(|v| v.is_finite()) {
-            // As `predict`: finite inputs can still overflow the logits.
-            return Err(Error::NonFinite {
-                what: "logit",
-                index: Some(0),
-            });
-        }
-        let mut best = 0;
-        for (j, &v) in z.iter().enumerate().skip(1) {
-            if v > z[best] {
-                best = j;
-            }
-        }
-        Ok(best as u32)
+        self.net.predict_one(x).map_err(logit)
     }
 
     /// Mean sparse categorical cross-entropy over a batch.
@@ -643,38 +557,7 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
     /// with `index: None`).
     pub fn loss(&self, x: &[[f32; I]], labels: &[u32]) -> Result<f32, Error> {
         let () = Self::SHAPE;
-        crate::simd::warn_once_if_slow_build();
-        check_batch::<I, O>(x, labels)?;
-        let mut z = [lanes::zero(); O];
-        // Summed as the training step sums: per lane within a tile, then tile by tile, so
-        // that `loss` returns bit for bit what `train_step` and `gradients` return.
-        // Errors come in the training step's order too: a tile's inputs are all checked
-        // before its first loss.
-        let mut total = lanes::zero();
-        for (t, (xt, lt)) in x
-            .chunks(TILE_SAMPLES)
-            .zip(labels.chunks(TILE_SAMPLES))
-            .enumerate()
-        {
-            let first = t * TILE_SAMPLES;
-            if let Some(bad) = xt.iter().position(|r| !r.iter().all(|v| v.is_finite())) {
-                return Err(Error::NonFinite {
-                    what: "input",
-                    index: Some(first + bad),
-                });
-            }
-            let mut tile = lanes::zero();
-            for (b, (xs, ls)) in xt.chunks(LANES).zip(lt.chunks(LANES)).enumerate() {
-                let start = first + b * LANES;
-                self.logits_block(xs, start, &mut z)?;
-                let l = xent_block(&mut z, ls, 0.0, false);
-                finite_loss(l, ls.len(), start)?;
-                tile += l;
-            }
-            total += tile;
-        }
-        finite_total(total)?;
-        Ok(lanes::sum(total) / x.len() as f32)
+        self.net.loss(x, labels)
     }
 
     /// Fraction of samples whose predicted class is the label.
@@ -697,21 +580,7 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
     /// [`Mlp::predict`] (where the predicted class would be meaningless).
     pub fn accuracy(&self, x: &[[f32; I]], labels: &[u32]) -> Result<f32, Error> {
         let () = Self::SHAPE;
-        crate::simd::warn_once_if_slow_build();
-        check_batch::<I, O>(x, labels)?;
-        let mut z = [lanes::zero(); O];
-        let mut correct = 0usize;
-        for (block, (xs, ls)) in x.chunks(LANES).zip(labels.chunks(LANES)).enumerate() {
-            self.logits_block(xs, block * LANES, &mut z)?;
-            finite_logits(&z, xs.len(), block * LANES)?;
-            let best = crate::activation::argmax_block(&z).to_array();
-            correct += ls
-                .iter()
-                .zip(best)
-                .filter(|(l, b)| **l as f32 == *b)
-                .count();
-        }
-        Ok(correct as f32 / x.len() as f32)
+        self.net.accuracy(x, labels).map_err(logit)
     }
 
     /// Gradients of the mean loss over the batch with respect to every parameter, into
@@ -742,30 +611,13 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
         ws: &mut Workspace<I, H, O>,
     ) -> Result<f32, Error> {
         let () = Self::SHAPE;
-        crate::simd::warn_once_if_slow_build();
-        check_batch::<I, O>(x, labels)?;
-        // `&self` cannot run the fused update; a scratch copy would cost a model. Instead the
-        // shared pass is driven with `Finish::Gradients`, which never writes a weight.
-        let mut this = MlpRef::Shared(self);
-        let loss = run(
-            &mut this,
-            Source::Rows { x, labels },
-            ws,
-            Finish::Gradients(grads),
-        )?;
-        // A finite loss does not bound the gradient (`dW2 = dz a^T` overflows with huge
-        // activations): found by the `inference` fuzz target, which got `Ok` with `-inf`.
-        let flat = grads.hidden.w.iter().flatten().chain(&grads.hidden.b);
-        let mut flat = flat
-            .chain(grads.output.w.iter().flatten())
-            .chain(&grads.output.b);
-        match flat.position(|g| !g.is_finite()) {
-            None => Ok(loss),
-            Some(index) => Err(Error::NonFinite {
-                what: "gradient",
-                index: Some(index),
-            }),
-        }
+        // The network's gradients are a pair of layers' gradients in the workspace; `grads`
+        // names them. The copy is one pass over the parameters, next to `6 N` FLOP each.
+        let loss = self.net.gradients_in_workspace(x, labels, &mut ws.net);
+        let (hidden, output) = &ws.net.acc;
+        grads.hidden.clone_from(hidden);
+        grads.output.clone_from(output);
+        loss
     }
 
     /// One step of SGD on the batch (full batch or mini-batch), the update fused into the
@@ -802,15 +654,8 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
         ws: &mut Workspace<I, H, O>,
     ) -> Result<f32, Error> {
         let () = Self::SHAPE;
-        crate::simd::warn_once_if_slow_build();
-        check_batch::<I, O>(x, labels)?;
-        let mut this = MlpRef::Unique(self);
-        run(
-            &mut this,
-            Source::Rows { x, labels },
-            ws,
-            Finish::Sgd(sgd.learning_rate()),
-        )
+        self.net
+            .train_step(x, labels, sgd, &mut ws.sgd, &mut ws.net)
     }
 
     /// [`Mlp::train_step`] on a batch packed once into lanes ([`PackedBatch`]): no transposes
@@ -845,541 +690,23 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
         ws: &mut Workspace<I, H, O>,
     ) -> Result<f32, Error> {
         let () = Self::SHAPE;
-        crate::simd::warn_once_if_slow_build();
-        let src = Source::packed(batch);
-        check_source::<I, O>(src)?;
-        let mut this = MlpRef::Unique(self);
-        run(&mut this, src, ws, Finish::Sgd(sgd.learning_rate()))
-    }
-
-    /// Both layers, mutable, for the crate's own fused updates.
-    #[cfg(feature = "rayon")]
-    pub(crate) fn layers_mut(&mut self) -> (&mut Dense<I, H>, &mut Dense<H, O>) {
-        (&mut self.hidden, &mut self.output)
-    }
-
-    /// Loads one block and runs it to the logits.
-    #[inline(always)]
-    fn logits_block(&self, xs: &[[f32; I]], first: usize, z: &mut [Lane; O]) -> Result<(), Error> {
-        let mut x = [lanes::zero(); I];
-        let mut a = [lanes::zero(); H];
-        lanes::load_rows(xs, &mut x);
-        check_inputs(&x, xs, first)?;
-        self.hidden.forward_block(&x, &mut a);
-        relu_block(&mut a);
-        self.output.forward_block(&a, z);
-        Ok(())
+        self.net
+            .train_step_packed(batch, sgd, &mut ws.sgd, &mut ws.net)
     }
 }
 
-/// The model, shared (for `gradients`) or unique (for `train_step`).
-pub(crate) enum MlpRef<'a, const I: usize, const H: usize, const O: usize> {
-    Shared(&'a Mlp<I, H, O>),
-    Unique(&'a mut Mlp<I, H, O>),
-}
-
-impl<const I: usize, const H: usize, const O: usize> MlpRef<'_, I, H, O> {
-    fn get(&self) -> &Mlp<I, H, O> {
-        match self {
-            MlpRef::Shared(m) => m,
-            MlpRef::Unique(m) => m,
-        }
-    }
-}
-
-/// Where the samples of a step come from: rows, transposed into lanes tile by tile, or a
-/// [`PackedBatch`] already in lanes.
-#[derive(Clone, Copy)]
-pub(crate) enum Source<'a, const I: usize> {
-    Rows {
-        x: &'a [[f32; I]],
-        labels: &'a [u32],
-    },
-    Packed {
-        x: &'a [[Lane; I]],
-        y: &'a [Lane],
-        n: usize,
-        max_x: Lane,
-        /// [`PackedBatch`]'s first label that `f32` does not hold exactly, for the error.
-        inexact_label: Option<(usize, u32)>,
-    },
-}
-
-impl<'a, const I: usize> Source<'a, I> {
-    pub(crate) fn packed<const B: usize>(batch: &'a PackedBatch<I, B>) -> Self {
-        let blocks = batch.blocks();
-        Source::Packed {
-            x: &batch.x[..blocks],
-            y: &batch.y[..blocks],
-            n: batch.n,
-            max_x: batch.max_x,
-            inexact_label: batch.inexact_label,
-        }
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        match self {
-            Source::Rows { x, .. } => x.len(),
-            Source::Packed { n, .. } => *n,
-        }
-    }
-
-    /// The number of tiles of [`TILE_SAMPLES`] samples.
-    pub(crate) fn tiles(&self) -> usize {
-        self.len().div_ceil(TILE_SAMPLES)
-    }
-}
-
-/// The per-tile buffers of a training pass: inputs (for rows), hidden activations, hidden
-/// gradients and output gradients, for [`TILE_BLOCKS`] blocks.
-pub(crate) struct TileBufs<'a, const I: usize, const H: usize, const O: usize> {
-    pub(crate) x: &'a mut [[Lane; I]; TILE_BLOCKS],
-    pub(crate) a: &'a mut [[Lane; H]; TILE_BLOCKS],
-    pub(crate) dh: &'a mut [[Lane; H]; TILE_BLOCKS],
-    pub(crate) z: &'a mut [[Lane; O]; TILE_BLOCKS],
-}
-
-/// Forward and backward pass of tile `t` up to (not including) the parameter gradients:
-/// fills `bufs` with the inputs (rows only), activations, `dh` and `dz = (p - onehot) / N`;
-/// returns the number of blocks and the tile's per-lane loss sum, and widens `max_x` and
-/// `max_a`. The model is only read.
-pub(crate) fn tile_pass<const I: usize, const H: usize, const O: usize>(
-    m: &Mlp<I, H, O>,
-    src: Source<'_, I>,
-    t: usize,
-    bufs: &mut TileBufs<'_, I, H, O>,
-    max_x: &mut Lane,
-    max_a: &mut Lane,
-) -> Result<(usize, Lane), Error> {
-    let n = src.len();
-    let inv_n = 1.0 / n as f32;
-    let first = t * TILE_SAMPLES;
-    let count = (n - first).min(TILE_SAMPLES);
-    let blocks = count.div_ceil(LANES);
-    // PERF: the tile runs stage by stage (hidden layer of every block, then output layer of
-    // every block, then the loss of every block) rather than block by block. One block's
-    // path from inputs to loss is a chain of dependent steps (a 32-long FMA chain per
-    // logit, then exp, then ln) longer than the out-of-order window can hide; loops over
-    // independent blocks give the core the next block's work to overlap with.
-    if let Source::Rows { x, .. } = src {
-        for b in 0..blocks {
-            let start = first + b * LANES;
-            let xs = &x[start..start + (n - start).min(LANES)];
-            let xb = &mut bufs.x[b];
-            lanes::load_rows(xs, xb);
-            check_inputs(xb, xs, start)?;
-            for &v in xb.iter() {
-                *max_x = lanes::max(*max_x, lanes::abs(v));
-            }
-        }
-    }
-    let xt = tile_lanes(src, t, blocks, &bufs.x[..]);
-    let a = &mut bufs.a[..blocks];
-    m.hidden.forward_blocks(xt, a);
-    // ReLU and the running maximum in one pass over the activations, with two maxima in
-    // flight (one chain would serialize on the max latency). The padding lanes of a partial
-    // last block hold `relu(b1)` (their input is zero), which can be huge: they are left out
-    // of the maximum, or they would refuse a step that the real samples allow.
-    let mut mx = [*max_a; 2];
-    let full = count / LANES;
-    for ab in a[..full].iter_mut() {
-        for (i, v) in ab.iter_mut().enumerate() {
-            *v = lanes::relu(*v);
-            // NaN-free here only if finite; a NaN activation shows up in the loss check.
-            mx[i & 1] = lanes::max(mx[i & 1], *v);
-        }
-    }
-    if let Some(ab) = a.get_mut(full) {
-        // The partial block's own maximum, its padding lanes cleared with one select.
-        let mut bm = [lanes::zero(); 2];
-        for (i, v) in ab.iter_mut().enumerate() {
-            *v = lanes::relu(*v);
-            bm[i & 1] = lanes::max(bm[i & 1], *v);
-        }
-        let bm = lanes::zero_padding(lanes::max(bm[0], bm[1]), lanes::valid(count % LANES));
-        mx[0] = lanes::max(mx[0], bm);
-    }
-    *max_a = lanes::max(mx[0], mx[1]);
-    m.output.forward_blocks(a, &mut bufs.z[..blocks]);
-    let mut loss = lanes::zero();
-    for (b, zb) in bufs.z[..blocks].iter_mut().enumerate() {
-        let start = first + b * LANES;
-        let valid_n = (n - start).min(LANES);
-        let (y, valid) = match src {
-            Source::Rows { labels, .. } => {
-                let ls = &labels[start..start + valid_n];
-                (lanes::labels(ls), lanes::valid(valid_n))
-            }
-            Source::Packed { y, .. } => {
-                let yb = y[start / LANES];
-                (yb, lanes::valid_from_labels(yb))
-            }
-        };
-        let l = xent_lanes(zb, y, valid, inv_n, true);
-        finite_loss(l, valid_n, start)?;
-        loss += l;
-    }
-    hidden_grad_tile(
-        &m.output,
-        &mut bufs.dh[..blocks],
-        &bufs.a[..blocks],
-        &bufs.z[..blocks],
-    );
-    Ok((blocks, loss))
-}
-
-/// The inputs of tile `t` in lanes: from the packed batch, or as `tile_pass` loaded them.
-fn tile_lanes<'a, const I: usize>(
-    src: Source<'a, I>,
-    t: usize,
-    blocks: usize,
-    loaded: &'a [[Lane; I]],
-) -> &'a [[Lane; I]] {
-    match src {
-        Source::Rows { .. } => &loaded[..blocks],
-        Source::Packed { x, .. } => {
-            let b0 = t * TILE_BLOCKS;
-            &x[b0..b0 + blocks]
-        }
-    }
-}
-
-/// A tile's inputs for the weight gradients: in lanes, and as rows when the model has 16
-/// inputs or more (see [`tile_inputs`]).
-#[derive(Clone, Copy)]
-pub(crate) struct TileX<'a, const I: usize> {
-    pub(crate) lanes: &'a [[Lane; I]],
-    pub(crate) rows: Option<&'a [[f32; I]]>,
-}
-
-/// The inputs of tile `t` in lanes (from the packed batch, or as `tile_pass` loaded them
-/// into `wx`) and, for models with 16 inputs or more, as rows for the weight gradients
-/// (`param_grads_tile`'s row kernel): the caller's rows, or the packed tile transposed into
-/// `wx`, whose memory a packed batch leaves unused.
-pub(crate) fn tile_inputs<'a, const I: usize>(
-    src: Source<'a, I>,
-    t: usize,
-    blocks: usize,
-    wx: &'a mut [[Lane; I]],
-) -> TileX<'a, I> {
-    let first = t * TILE_SAMPLES;
-    let count = (src.len() - first).min(TILE_SAMPLES);
-    let wide = I >= 16;
-    match src {
-        Source::Rows { x, .. } => {
-            let rows = &x[first..first + count];
-            TileX {
-                lanes: &wx[..blocks],
-                rows: wide.then_some(rows),
-            }
-        }
-        Source::Packed { x, .. } => {
-            let b0 = t * TILE_BLOCKS;
-            let xt = &x[b0..b0 + blocks];
-            if !wide {
-                return TileX {
-                    lanes: xt,
-                    rows: None,
-                };
-            }
-            let rows = &mut lanes::as_rows_mut(wx)[..count];
-            lanes::blocks_to_rows(xt, I - I % 16, rows);
-            TileX {
-                lanes: xt,
-                rows: Some(rows),
-            }
-        }
-    }
-}
-
-/// The shared forward + backward pass over a whole batch, tile by tile.
-///
-/// The loss is summed per lane within each tile and the tile sums are added in tile order,
-/// so that a parallel pass over tiles reproduces it bit for bit.
-pub(crate) fn run<const I: usize, const H: usize, const O: usize>(
-    model: &mut MlpRef<'_, I, H, O>,
-    src: Source<'_, I>,
-    ws: &mut Workspace<I, H, O>,
-    finish: Finish<'_, I, H, O>,
-) -> Result<f32, Error> {
-    let n = src.len();
-    let tiles = src.tiles();
-    let mut fw = Forward {
-        loss: lanes::zero(),
-        max_x: match src {
-            Source::Rows { .. } => lanes::zero(),
-            Source::Packed { max_x, .. } => max_x,
-        },
-        max_a: lanes::zero(),
-    };
-    let mut finish = finish;
-    let Workspace {
-        x: wx,
-        a,
-        dh,
-        z,
-        acc,
-    } = ws;
-    for t in 0..tiles {
-        let m = model.get();
-        let mut bufs = TileBufs {
-            x: &mut *wx,
-            a: &mut *a,
-            dh: &mut *dh,
-            z: &mut *z,
-        };
-        let (blocks, tile_loss) = tile_pass(m, src, t, &mut bufs, &mut fw.max_x, &mut fw.max_a)?;
-        fw.loss += tile_loss;
-        let xt = tile_inputs(src, t, blocks, &mut wx[..]);
-        let (a, z) = (&a[..blocks], &z[..blocks]);
-        let dh = &dh[..blocks];
-        let last = t + 1 == tiles;
-        if !last {
-            // Partial sums of the earlier tiles, in tile order.
-            let target: &mut Gradients<I, H, O> = match &mut finish {
-                Finish::Gradients(g) => g,
-                Finish::Sgd(_) => acc,
-            };
-            accumulate(a, z, xt, dh, target, t == 0);
-            continue;
-        }
-        finite_total(fw.loss)?;
-        match &mut finish {
-            Finish::Gradients(g) => accumulate(a, z, xt, dh, g, t == 0),
-            Finish::Sgd(lr) => {
-                // `train_step` always passes its model as unique.
-                let MlpRef::Unique(m) = model else {
-                    return Err(Error::EmptyBatch);
-                };
-                check_update(m, &fw, *lr)?;
-                let prior = if tiles > 1 { Some(&*acc) } else { None };
-                apply_sgd(m, a, z, xt, dh, *lr, prior);
-            }
-        }
-    }
-    Ok(lanes::sum(fw.loss) / n as f32)
-}
-
-/// Stores (`first`) or adds the parameter gradients of one tile into `target`.
-pub(crate) fn accumulate<const I: usize, const H: usize, const O: usize>(
-    a: &[[Lane; H]],
-    z: &[[Lane; O]],
-    x: TileX<'_, I>,
-    dh: &[[Lane; H]],
-    target: &mut Gradients<I, H, O>,
-    first: bool,
-) {
-    let (out_sink, hid_sink): (Sink<'_, H, O>, Sink<'_, I, H>) = if first {
-        (
-            Sink::Store(&mut target.output),
-            Sink::Store(&mut target.hidden),
-        )
-    } else {
-        (Sink::Add(&mut target.output), Sink::Add(&mut target.hidden))
-    };
-    param_grads_tile(a, None, z, out_sink);
-    param_grads_tile(x.lanes, x.rows, dh, hid_sink);
-}
-
-/// The fused update from the last tile: `W -= lr * (prior + this tile's gradient)`.
-pub(crate) fn apply_sgd<const I: usize, const H: usize, const O: usize>(
-    m: &mut Mlp<I, H, O>,
-    a: &[[Lane; H]],
-    z: &[[Lane; O]],
-    x: TileX<'_, I>,
-    dh: &[[Lane; H]],
-    lr: f32,
-    prior: Option<&Gradients<I, H, O>>,
-) {
-    let (w2, b2) = m.output.params_mut();
-    param_grads_tile::<_, _, Sgd>(
-        a,
-        None,
-        z,
-        Sink::Update {
-            w: w2,
-            b: b2,
-            state: &mut [],
-            step: &lr,
-            prior: prior.map(|p| &p.output),
-        },
-    );
-    let (w1, b1) = m.hidden.params_mut();
-    param_grads_tile::<_, _, Sgd>(
-        x.lanes,
-        x.rows,
-        dh,
-        Sink::Update {
-            w: w1,
-            b: b1,
-            state: &mut [],
-            step: &lr,
-            prior: prior.map(|p| &p.hidden),
-        },
-    );
-}
-
-/// `dh = (W2^T dz) * [a > 0]` for each block of a tile, with the weights before the update.
-fn hidden_grad_tile<const H: usize, const O: usize>(
-    output: &Dense<H, O>,
-    dh: &mut [[Lane; H]],
-    a: &[[Lane; H]],
-    dz: &[[Lane; O]],
-) {
-    output.backward_input_blocks(dz, dh);
-    for (dhb, ab) in dh.iter_mut().zip(a) {
-        for (d, &av) in dhb.iter_mut().zip(ab) {
-            *d = lanes::relu_mask(av, *d);
-        }
-    }
-}
-
-/// Refuses an update that could overflow (module docs, "Refusing a step").
-pub(crate) fn check_update<const I: usize, const H: usize, const O: usize>(
-    m: &Mlp<I, H, O>,
-    fw: &Forward,
-    lr: f32,
-) -> Result<(), Error> {
-    let max_x = f64::from(lanes::reduce_max(fw.max_x)).max(1.0);
-    let max_a = f64::from(lanes::reduce_max(fw.max_a)).max(1.0);
-    let w2 = m.output.max_abs();
-    let out_ok = update_is_safe(w2, max_a, lr);
-    let hid_bound = O as f64 * f64::from(w2).max(1.0) * max_x;
-    let hid_ok = update_is_safe(m.hidden.max_abs(), hid_bound, lr);
-    if out_ok && hid_ok {
-        Ok(())
-    } else {
-        Err(Error::UpdateOverflow)
-    }
-}
-
-/// Checks a source before any work: non-empty and (for a packed batch, whose labels were not
-/// checked against `O` when it was filled) labels in range.
-pub(crate) fn check_source<const I: usize, const O: usize>(
-    src: Source<'_, I>,
-) -> Result<(), Error> {
-    match src {
-        Source::Rows { x, labels } => check_batch::<I, O>(x, labels),
-        Source::Packed {
-            y,
-            n,
-            inexact_label,
-            ..
-        } => {
-            if n == 0 {
-                return Err(Error::EmptyBatch);
-            }
-            for (b, &yb) in y.iter().enumerate() {
-                if !lanes::labels_below(yb, O) {
-                    let (s, l) = lanes::to_array(yb)
-                        .into_iter()
-                        .enumerate()
-                        .find(|&(_, l)| l >= O as f32)
-                        .unwrap_or((0, 0.0));
-                    let index = b * LANES + s;
-                    // The labels are floats here: from 2^24 on they are rounded, so report
-                    // the one the caller passed. The first out-of-range sample with such a
-                    // label is the first such label of the batch (every one is out of range).
-                    let label = match inexact_label {
-                        Some((i, label)) if i == index => label,
-                        _ => l as u32,
-                    };
-                    return Err(Error::LabelOutOfRange {
-                        index,
-                        label,
-                        classes: O,
-                    });
-                }
-            }
-            Ok(())
-        }
-    }
-}
-
-pub(crate) fn check_batch<const I: usize, const O: usize>(
-    x: &[[f32; I]],
-    labels: &[u32],
-) -> Result<(), Error> {
-    if x.is_empty() {
-        return Err(Error::EmptyBatch);
-    }
-    same_len("labels", x.len(), labels.len())?;
-    check_labels(labels, O)
-}
-
-/// Errors with the index of the first non-finite input of a loaded block.
-#[inline(always)]
-fn check_inputs<const I: usize>(
-    x: &[Lane; I],
-    rows: &[[f32; I]],
-    first: usize,
-) -> Result<(), Error> {
-    let mut ok = lanes::zero();
-    for &v in x {
-        // x * 0 is 0 for finite x and NaN for NaN or infinity.
-        ok += v * lanes::zero();
-    }
-    if lanes::all_finite(ok) {
-        return Ok(());
-    }
-    let bad = rows
-        .iter()
-        .position(|r| !r.iter().all(|v| v.is_finite()))
-        .unwrap_or(0);
-    Err(Error::NonFinite {
-        what: "input",
-        index: Some(first + bad),
-    })
-}
-
-/// Errors with the first of the block's `n` samples whose logits are not finite: finite
-/// inputs and weights can still overflow `f32` (found by the `inference` fuzz target, where
-/// inputs of `±f32::MAX` gave NaN probabilities).
-#[inline(always)]
-fn finite_logits<const O: usize>(z: &[Lane; O], n: usize, first: usize) -> Result<(), Error> {
-    let mut ok = lanes::zero();
-    for &v in z {
-        // v * 0 is 0 for finite v and NaN for NaN or infinity.
-        ok += v * lanes::zero();
-    }
-    match lanes::first_non_finite(ok, n) {
-        None => Ok(()),
-        Some(s) => Err(Error::NonFinite {
+/// The network names a non-finite output "output"; for a classifier's logits an `Mlp` has
+/// always said "logit".
+fn logit(e: Error) -> Error {
+    match e {
+        Error::NonFinite {
+            what: "output",
+            index,
+        } => Error::NonFinite {
             what: "logit",
-            index: Some(first + s),
-        }),
-    }
-}
-
-/// Errors with the index of the first sample whose loss is not finite.
-#[inline(always)]
-pub(crate) fn finite_loss(l: Lane, n: usize, first: usize) -> Result<(), Error> {
-    // PERF: one vector test on the common path; the scalar scan (which skips padded lanes)
-    // only when some lane is not finite.
-    if lanes::all_finite(l) {
-        return Ok(());
-    }
-    match lanes::first_non_finite(l, n) {
-        None => Ok(()),
-        Some(s) => Err(Error::NonFinite {
-            what: "loss",
-            index: Some(first + s),
-        }),
-    }
-}
-
-/// Refuses a batch whose samples' losses are each finite but whose sum overflows `f32`
-/// (found by the `train_step` fuzz target: the step was applied and returned an infinite
-/// loss). Checked before the last tile writes a weight.
-#[inline]
-pub(crate) fn finite_total(per_lane: Lane) -> Result<(), Error> {
-    if lanes::sum(per_lane).is_finite() {
-        Ok(())
-    } else {
-        Err(Error::NonFinite {
-            what: "loss",
-            index: None,
-        })
+            index,
+        },
+        other => other,
     }
 }
 
@@ -1399,8 +726,8 @@ fn shift(e: Error, offset: usize) -> Error {
 impl<const I: usize, const H: usize, const O: usize> fmt::Debug for Mlp<I, H, O> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Mlp")
-            .field("hidden", &self.hidden)
-            .field("output", &self.output)
+            .field("hidden", self.hidden())
+            .field("output", self.output())
             .finish()
     }
 }
@@ -1419,71 +746,5 @@ impl<const I: usize, const H: usize, const O: usize> fmt::Display for Mlp<I, H, 
         summary_row(f, "dense (Dense, relu)", H, Dense::<I, H>::PARAMS)?;
         summary_row(f, "dense_1 (Dense, softmax)", O, Dense::<H, O>::PARAMS)?;
         summary_footer(f, Self::PARAMS)
-    }
-}
-
-const THIN: &str = "-----------------------------------------------------------------";
-const THICK: &str = "=================================================================";
-
-/// The header of a Keras-like summary of a model named `name`.
-pub(crate) fn summary_header(f: &mut fmt::Formatter<'_>, name: &str) -> fmt::Result {
-    writeln!(f, "Model: \"{name}\"")?;
-    writeln!(f, "{THIN}")?;
-    writeln!(
-        f,
-        "{:<28}{:<22}{:>15}",
-        "Layer (type)", "Output Shape", "Param #"
-    )?;
-    writeln!(f, "{THICK}")
-}
-
-/// One layer's line of a summary: its name, `(None, units)` and its parameter count.
-pub(crate) fn summary_row(
-    f: &mut fmt::Formatter<'_>,
-    name: &str,
-    units: usize,
-    params: usize,
-) -> fmt::Result {
-    let mut shape = StrBuf::<24>::new();
-    fmt::Write::write_fmt(&mut shape, format_args!("(None, {units})"))?;
-    writeln!(f, "{:<28}{:<22}{:>15}", name, shape.as_str(), params)
-}
-
-/// The totals that end a summary (no line break after the last line).
-pub(crate) fn summary_footer(f: &mut fmt::Formatter<'_>, params: usize) -> fmt::Result {
-    writeln!(f, "{THICK}")?;
-    writeln!(f, "Total params: {params}")?;
-    writeln!(f, "Trainable params: {params}")?;
-    write!(f, "Non-trainable params: 0")
-}
-
-/// A fixed-capacity string for formatting without a heap.
-pub(crate) struct StrBuf<const N: usize> {
-    buf: [u8; N],
-    len: usize,
-}
-
-impl<const N: usize> StrBuf<N> {
-    pub(crate) fn new() -> Self {
-        Self {
-            buf: [0; N],
-            len: 0,
-        }
-    }
-
-    pub(crate) fn as_str(&self) -> &str {
-        core::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
-    }
-}
-
-impl<const N: usize> fmt::Write for StrBuf<N> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let end = self.len + s.len();
-        if end > N {
-            return Err(fmt::Error);
-        }
-        self.buf[self.len..end].copy_from_slice(s.as_bytes());
-        self.len = end;
-        Ok(())
     }
 }

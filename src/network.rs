@@ -39,18 +39,19 @@
 use core::fmt;
 
 use crate::batch::PackedBatch;
+use crate::driver::{
+    Finish, Inputs, NetRef, Seed, TILE_BLOCKS, TILE_SAMPLES, check_batch, check_inputs,
+    finite_grads, finite_loss, finite_total, run,
+};
 use crate::error::{Error, same_len};
 use crate::head::{Classifier, Head, sealed::HeadKernel};
-use crate::lanes::{self, LANES, Lane};
+use crate::lanes::{self, LANES};
 use crate::layer::{
     ActivationF64, Dim, InBlock, Layer, LayerInfo, LayerKernel, OutBlock, ShapeKernel,
 };
-use crate::mlp::{
-    StrBuf, TILE_BLOCKS, TILE_SAMPLES, finite_loss, finite_total, summary_footer, summary_header,
-    summary_row,
-};
 use crate::optim::{ConstZero, Optimizer};
 use crate::rng::SplitMix64;
+use crate::summary::{StrBuf, summary_footer, summary_header, summary_row};
 
 /// A row of a network's inputs, `[f32; I]` (for generic code over networks).
 pub type InRow<L> = <<L as LayerKernel>::In as ShapeKernel>::Row;
@@ -108,6 +109,7 @@ pub type Target<L, H> = <H as HeadKernel<<L as LayerKernel>::Out>>::T;
 /// # Ok::<(), fusedprop::Error>(())
 /// ```
 #[derive(Clone, PartialEq)]
+#[cfg_attr(feature = "std", derive(bytemuck::Zeroable))]
 pub struct Network<L, H> {
     pub(crate) layers: L,
     head: H,
@@ -117,6 +119,7 @@ pub struct Network<L, H> {
 /// layer's activations and gradients, and the partial gradient sums of a multi-tile batch.
 /// Owned by the caller and reused, so that no step allocates; [`NetWorkspace::ZERO`] is a
 /// `const` for statics.
+#[cfg_attr(feature = "std", derive(bytemuck::Zeroable), zeroable(bound = ""))]
 pub struct NetWorkspace<L: Layer> {
     pub(crate) x: [InBlock<L>; TILE_BLOCKS],
     pub(crate) tile: L::Tile,
@@ -153,6 +156,7 @@ impl<L: Layer> fmt::Debug for NetWorkspace<L> {
 /// The state of optimizer `P` for a network with layers `L` (velocities or moments, laid out
 /// as the parameters, and the step count), owned by the caller beside the network. Start it
 /// with [`OptimizerState::new`] (all zero, step 0), as Keras and PyTorch start theirs.
+#[cfg_attr(feature = "std", derive(bytemuck::Zeroable), zeroable(bound = ""))]
 pub struct OptimizerState<L: Layer, P: Optimizer> {
     pub(crate) layers: L::State<P>,
     pub(crate) step: u64,
@@ -218,6 +222,7 @@ impl<L: Layer, P: Optimizer> Default for OptimizerState<L, P> {
 }
 
 /// Gradients of every parameter of a [`Network`] with layers `L`.
+#[cfg_attr(feature = "std", derive(bytemuck::Zeroable), zeroable(bound = ""))]
 pub struct NetGradients<L: Layer> {
     pub(crate) g: L::Grads,
 }
@@ -263,68 +268,6 @@ impl<L: Layer> Default for NetGradients<L> {
     fn default() -> Self {
         Self::ZERO
     }
-}
-
-/// The network, shared (for `gradients`) or unique (for training).
-enum NetRef<'a, L> {
-    Shared(&'a L),
-    Unique(&'a mut L),
-}
-
-impl<L> NetRef<'_, L> {
-    fn get(&self) -> &L {
-        match self {
-            NetRef::Shared(l) => l,
-            NetRef::Unique(l) => l,
-        }
-    }
-}
-
-/// Where a step's inputs come from: rows, loaded into lanes tile by tile, or a
-/// [`PackedBatch`] already in lanes (and checked when it was filled).
-pub(crate) enum Inputs<'a, L: LayerKernel> {
-    Rows(&'a [InRow<L>]),
-    Blocks {
-        x: &'a [InBlock<L>],
-        n: usize,
-        max_x: Lane,
-    },
-}
-
-impl<L: LayerKernel> Clone for Inputs<'_, L> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-
-impl<L: LayerKernel> Copy for Inputs<'_, L> {}
-
-impl<L: LayerKernel> Inputs<'_, L> {
-    fn len(&self) -> usize {
-        match self {
-            Inputs::Rows(x) => x.len(),
-            Inputs::Blocks { n, .. } => *n,
-        }
-    }
-}
-
-/// Where the gradient of the last layer's outputs comes from.
-pub(crate) enum Seed<'a, T, R> {
-    /// The head's loss against these targets.
-    Targets(&'a [T]),
-    /// Given by the caller, per sample (`dL/dy`).
-    Given(&'a [R]),
-    /// Class labels already in lanes (a [`PackedBatch`]'s, `-1` in padded lanes).
-    Labels(&'a [Lane]),
-}
-
-/// What the last tile does with the parameter gradients.
-enum Finish<'a, L: Layer, P: Optimizer> {
-    Gradients(&'a mut L::Grads),
-    Update {
-        opt: &'a P,
-        state: &'a mut OptimizerState<L, P>,
-    },
 }
 
 impl<L: Layer + ConstZero, H: Head<L::Out> + ConstZero> Network<L, H> {
@@ -376,7 +319,7 @@ impl<L: Layer, H: Head<L::Out>> Network<L, H> {
     /// use fusedprop::{chain, BinaryCrossEntropy, Dense, Network, Relu};
     /// let net = Network::<chain![Dense<4, 8, Relu>, Dense<8, 1>], BinaryCrossEntropy>::new(1);
     /// ```
-    const SHAPE: () = {
+    pub(crate) const SHAPE: () = {
         assert!(
             L::WIDTHS_OK,
             "Network: every layer needs at least one input and one output"
@@ -601,6 +544,18 @@ impl<L: Layer, H: Head<L::Out>> Network<L, H> {
             .enumerate()
         {
             let first = t * TILE_SAMPLES;
+            // Errors in the training step's order: a tile's inputs are all checked before
+            // its first loss.
+            if let Some(bad) = xt.iter().position(|r| {
+                !<L::In as ShapeKernel>::values(r)
+                    .iter()
+                    .all(|v| v.is_finite())
+            }) {
+                return Err(Error::NonFinite {
+                    what: "input",
+                    index: Some(first + bad),
+                });
+            }
             let mut tile = lanes::zero();
             for (b, (xs, ys)) in xt.chunks(LANES).zip(yt.chunks(LANES)).enumerate() {
                 let start = first + b * LANES;
@@ -638,23 +593,26 @@ impl<L: Layer, H: Head<L::Out>> Network<L, H> {
             ws,
             Finish::Gradients(&mut grads.g),
         )?;
-        let mut at = 0;
-        let mut bad = None;
-        L::visit_grads(&grads.g, &mut |s: &[f32]| {
-            if bad.is_none()
-                && let Some(i) = s.iter().position(|v| !v.is_finite())
-            {
-                bad = Some(at + i);
-            }
-            at += s.len();
-        });
-        match bad {
-            None => Ok(loss),
-            Some(i) => Err(Error::NonFinite {
-                what: "gradient",
-                index: Some(i),
-            }),
-        }
+        finite_grads::<L>(&grads.g).map(|()| loss)
+    }
+
+    /// [`Network::gradients`] into the workspace's own gradient buffer (`ws.acc`), for
+    /// callers that keep gradients in a layout of their own.
+    pub(crate) fn gradients_in_workspace(
+        &self,
+        x: &[InRow<L>],
+        y: &[H::T],
+        ws: &mut NetWorkspace<L>,
+    ) -> Result<f32, Error> {
+        check_batch::<L, H>(x, y)?;
+        let loss = run::<L, H, crate::Sgd>(
+            NetRef::Shared(&self.layers),
+            Inputs::Rows(x),
+            Seed::Targets(y),
+            ws,
+            Finish::Workspace,
+        )?;
+        finite_grads::<L>(&ws.acc).map(|()| loss)
     }
 
     /// One optimizer step on the batch (full batch or mini-batch), the update fused into the
@@ -720,14 +678,10 @@ impl<L: Layer, H: Head<L::Out>> Network<L, H> {
         L: Layer<In = Dim<I>, Out = Dim<O>>,
         H: Classifier<Dim<O>>,
     {
-        let src = crate::mlp::Source::packed(batch);
-        crate::mlp::check_source::<I, O>(src)?;
-        let crate::mlp::Source::Packed { x, y, n, max_x, .. } = src else {
-            return Err(Error::EmptyBatch);
-        };
+        let (inputs, y) = crate::driver::packed::<L, I, B>(batch, O)?;
         run::<L, H, P>(
             NetRef::Unique(&mut self.layers),
-            Inputs::Blocks { x, n, max_x },
+            inputs,
             Seed::Labels(y),
             ws,
             Finish::Update { opt, state },
@@ -894,192 +848,6 @@ impl<L: Layer, H: Classifier<L::Out>> Network<L, H> {
         }
         Ok(correct as f32 / x.len() as f32)
     }
-}
-
-/// Checks a batch before any work.
-pub(crate) fn check_batch<L: Layer, H: Head<L::Out>>(
-    x: &[InRow<L>],
-    y: &[H::T],
-) -> Result<(), Error> {
-    if x.is_empty() {
-        return Err(Error::EmptyBatch);
-    }
-    same_len("targets", x.len(), y.len())?;
-    H::check(y)
-}
-
-/// Errors with the index of the first non-finite input of a loaded block.
-#[inline(always)]
-fn check_inputs<L: LayerKernel>(
-    xb: &InBlock<L>,
-    rows: &[InRow<L>],
-    first: usize,
-) -> Result<(), Error> {
-    let mut ok = lanes::zero();
-    for &v in <L::In as ShapeKernel>::lanes(xb) {
-        ok = lanes::fma(v, lanes::zero(), ok);
-    }
-    if lanes::all_finite(ok) {
-        return Ok(());
-    }
-    let bad = rows
-        .iter()
-        .position(|r| {
-            !<L::In as ShapeKernel>::values(r)
-                .iter()
-                .all(|v| v.is_finite())
-        })
-        .unwrap_or(0);
-    Err(Error::NonFinite {
-        what: "input",
-        index: Some(first + bad),
-    })
-}
-
-/// Forward pass, seed and backward pass of tile `t` up to (not including) the parameter
-/// gradients: loads the tile's rows into `wx`, fills `tile`, widens `max_x`; returns the
-/// number of blocks and the tile's per-lane loss sum. The layers are only read.
-pub(crate) fn tile_pass<L: Layer, H: Head<L::Out>>(
-    m: &L,
-    inputs: Inputs<'_, L>,
-    seed: &Seed<'_, Target<L, H>, OutRow<L>>,
-    t: usize,
-    wx: &mut [InBlock<L>; TILE_BLOCKS],
-    tile: &mut L::Tile,
-    max_x: &mut Lane,
-) -> Result<(usize, Lane), Error> {
-    let n = inputs.len();
-    let inv_n = 1.0 / n as f32;
-    let first = t * TILE_SAMPLES;
-    let count = (n - first).min(TILE_SAMPLES);
-    let nb = count.div_ceil(LANES);
-    let b0 = first / LANES;
-    let xt: &[InBlock<L>] = match inputs {
-        Inputs::Rows(x) => {
-            for (b, xs) in x[first..first + count].chunks(LANES).enumerate() {
-                <L::In as ShapeKernel>::load(xs, &mut wx[b]);
-                check_inputs::<L>(&wx[b], xs, first + b * LANES)?;
-                for &v in <L::In as ShapeKernel>::lanes(&wx[b]) {
-                    *max_x = lanes::max(*max_x, lanes::abs(v));
-                }
-            }
-            &wx[..nb]
-        }
-        Inputs::Blocks { x, max_x: mx, .. } => {
-            *max_x = lanes::max(*max_x, mx);
-            &x[b0..b0 + nb]
-        }
-    };
-    let last_valid = lanes::valid(count - (nb - 1) * LANES);
-    m.forward_tile(xt, tile, last_valid);
-    let (a, d, f) = m.last(tile);
-    let mut tile_loss = lanes::zero();
-    for b in 0..nb {
-        let start = first + b * LANES;
-        let vn = (n - start).min(LANES);
-        let valid = lanes::valid(vn);
-        match seed {
-            Seed::Targets(y) => {
-                let yb = H::load(&y[start..start + vn]);
-                let l = H::loss(&a[b], &yb, valid, inv_n, Some((&mut d[b], f)));
-                finite_loss(l, vn, start)?;
-                tile_loss += l;
-            }
-            Seed::Labels(y) => {
-                let Some(yb) = H::label_lanes(y[b0 + b]) else {
-                    return Err(Error::EmptyBatch);
-                };
-                let l = H::loss(&a[b], &yb, valid, inv_n, Some((&mut d[b], f)));
-                finite_loss(l, vn, start)?;
-                tile_loss += l;
-            }
-            Seed::Given(g) => {
-                let mut gb = <L::Out as ShapeKernel>::BLOCK_ZERO;
-                <L::Out as ShapeKernel>::load(&g[start..start + vn], &mut gb);
-                let dl = <L::Out as ShapeKernel>::lanes_mut(&mut d[b]);
-                for (dv, &gv) in dl.iter_mut().zip(<L::Out as ShapeKernel>::lanes(&gb)) {
-                    *dv = crate::activation::sealed::ActKernel::backward(f, *dv, gv);
-                }
-            }
-        }
-    }
-    L::track_last(tile, nb);
-    m.backprop(tile, nb);
-    Ok((nb, tile_loss))
-}
-
-/// The inputs of tile `t` for the parameter gradients: in lanes, and as rows for a first
-/// layer of 16 inputs or more (the row kernel of the weight gradients): the caller's rows, or
-/// a packed tile transposed into `wx`, whose memory a packed batch leaves unused, so that
-/// both sources give bit for bit the same gradients.
-pub(crate) fn tile_inputs<'a, L: Layer>(
-    inputs: Inputs<'a, L>,
-    t: usize,
-    nb: usize,
-    wx: &'a mut [InBlock<L>; TILE_BLOCKS],
-) -> (&'a [InBlock<L>], Option<&'a [InRow<L>]>) {
-    let first = t * TILE_SAMPLES;
-    let count = (inputs.len() - first).min(TILE_SAMPLES);
-    match inputs {
-        Inputs::Rows(x) => (&wx[..nb], Some(&x[first..first + count])),
-        Inputs::Blocks { x, .. } => {
-            let xt = &x[first / LANES..first / LANES + nb];
-            if <L::In as crate::layer::Shape>::N < 16 {
-                return (xt, None);
-            }
-            let rows = &mut <L::In as ShapeKernel>::as_rows_mut(&mut wx[..])[..count];
-            <L::In as ShapeKernel>::to_rows(xt, rows);
-            (xt, Some(rows))
-        }
-    }
-}
-
-/// The shared forward + backward pass over a whole batch, tile by tile (module docs).
-fn run<L: Layer, H: Head<L::Out>, P: Optimizer>(
-    mut layers: NetRef<'_, L>,
-    inputs: Inputs<'_, L>,
-    seed: Seed<'_, Target<L, H>, OutRow<L>>,
-    ws: &mut NetWorkspace<L>,
-    mut finish: Finish<'_, L, P>,
-) -> Result<f32, Error> {
-    let () = Network::<L, H>::SHAPE;
-    crate::simd::warn_once_if_slow_build();
-    let n = inputs.len();
-    let tiles = n.div_ceil(TILE_SAMPLES);
-    let NetWorkspace { x: wx, tile, acc } = ws;
-    L::reset(tile);
-    let mut max_x = lanes::zero();
-    let mut loss = lanes::zero();
-    for t in 0..tiles {
-        let (nb, tile_loss) =
-            tile_pass::<L, H>(layers.get(), inputs, &seed, t, wx, tile, &mut max_x)?;
-        loss += tile_loss;
-        let (xt, rows) = tile_inputs(inputs, t, nb, wx);
-        if t + 1 < tiles {
-            let target: &mut L::Grads = match &mut finish {
-                Finish::Gradients(g) => g,
-                Finish::Update { .. } => acc,
-            };
-            layers.get().accumulate(xt, rows, tile, target, t == 0);
-            continue;
-        }
-        finite_total(loss)?;
-        match &mut finish {
-            Finish::Gradients(g) => layers.get().accumulate(xt, rows, tile, g, t == 0),
-            Finish::Update { opt, state } => {
-                let NetRef::Unique(m) = &mut layers else {
-                    return Err(Error::EmptyBatch);
-                };
-                let step = opt.step(state.step + 1);
-                let max_in = f64::from(lanes::reduce_max(max_x));
-                m.check::<P>(tile, max_in, n, &step, &state.layers)?;
-                let prior = if tiles > 1 { Some(&*acc) } else { None };
-                m.apply::<P>(xt, rows, tile, &step, &mut state.layers, prior);
-                state.step += 1;
-            }
-        }
-    }
-    Ok(lanes::sum(loss) / n as f32)
 }
 
 /// A Keras-like summary: each layer with its activation, output shape and parameter count,

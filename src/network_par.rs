@@ -12,31 +12,28 @@
 
 use rayon::prelude::*;
 
+use crate::driver::{Inputs, Seed, check_batch, tile_inputs, tile_pass};
+use crate::driver::{TILE_SAMPLES, finite_total};
 use crate::error::Error;
 use crate::head::Head;
 use crate::lanes::{self, Lane};
 use crate::layer::Layer;
-use crate::mlp::{TILE_SAMPLES, finite_total};
-use crate::network::{
-    InRow, Inputs, NetWorkspace, Network, OptimizerState, Seed, Target, check_batch, tile_inputs,
-    tile_pass,
-};
+use crate::network::{InRow, NetWorkspace, Network, OptimizerState, Target};
 use crate::optim::{ConstZero, Optimizer};
 use crate::parallel::PAR_MIN_FLOP;
 
-/// What one slot's tiles learned in a round.
-#[derive(Clone, Copy)]
+/// What one slot's tile learned in a round (its error, if any, is kept on the stack of
+/// `par_run`, so that the workspace stays all-zero-valid for `bytemuck::zeroed_box`).
+#[derive(Clone, Copy, bytemuck::Zeroable)]
 struct SlotStats {
     loss: Lane,
     max_x: Lane,
-    err: Option<Error>,
 }
 
 impl SlotStats {
     const ZERO: Self = Self {
         loss: Lane::ZERO,
         max_x: Lane::ZERO,
-        err: None,
     };
 }
 
@@ -59,6 +56,8 @@ impl SlotStats {
 /// assert!(loss.is_finite());
 /// # Ok::<(), fusedprop::Error>(())
 /// ```
+#[derive(bytemuck::Zeroable)]
+#[zeroable(bound = "")]
 pub struct NetParWorkspace<L: Layer, const C: usize> {
     slots: [NetWorkspace<L>; C],
     stats: [SlotStats; C],
@@ -161,6 +160,7 @@ fn par_run<L: Layer, H: Head<L::Out>, P: Optimizer, const C: usize>(
     let seed = Seed::Targets(y);
     let mut loss = lanes::zero();
     let mut max_x = lanes::zero();
+    let mut errs = [None; C];
     let mut t0 = 0;
     while t0 < tiles {
         let k = (tiles - t0).min(C);
@@ -169,8 +169,9 @@ fn par_run<L: Layer, H: Head<L::Out>, P: Optimizer, const C: usize>(
         slots[..k]
             .par_iter_mut()
             .zip(stats[..k].par_iter_mut())
+            .zip(errs[..k].par_iter_mut())
             .enumerate()
-            .for_each(|(i, (ws, st))| {
+            .for_each(|(i, ((ws, st), err))| {
                 let t = t0 + i;
                 let mut mx = lanes::zero();
                 let NetWorkspace { x: wx, tile, acc } = ws;
@@ -178,23 +179,18 @@ fn par_run<L: Layer, H: Head<L::Out>, P: Optimizer, const C: usize>(
                     Ok((nb, l)) => {
                         let (xt, rows) = tile_inputs(Inputs::<L>::Rows(x), t, nb, wx);
                         m.accumulate(xt, rows, tile, acc, true);
-                        *st = SlotStats {
-                            loss: l,
-                            max_x: mx,
-                            err: None,
-                        };
+                        *st = SlotStats { loss: l, max_x: mx };
+                        *err = None;
                     }
                     Err(e) => {
-                        *st = SlotStats {
-                            err: Some(e),
-                            ..SlotStats::ZERO
-                        };
+                        *st = SlotStats::ZERO;
+                        *err = Some(e);
                     }
                 }
             });
         // Errors and the loss in tile order, as the serial step meets them.
-        for st in &stats[..k] {
-            if let Some(e) = st.err {
+        for (st, err) in stats[..k].iter().zip(&errs[..k]) {
+            if let Some(e) = *err {
                 return Err(e);
             }
             loss += st.loss;

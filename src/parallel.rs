@@ -1,5 +1,7 @@
 //! Data parallelism over samples with rayon (feature `rayon`): [`Mlp::train_step_par`] and
-//! its caller-owned [`ParWorkspace`].
+//! its caller-owned [`ParWorkspace`], a thin wrapper of
+//! [`Network::train_step_par`](crate::Network::train_step_par) and its
+//! [`NetParWorkspace`].
 //!
 //! # Bit for bit the serial step
 //! The serial [`Mlp::train_step`] already works in fixed tiles of
@@ -25,15 +27,10 @@
 //! slower. Small models want many slots (64 for 4-32-3: a tile of it is only about 140 kFLOP),
 //! wide ones few (a 784-256-10 tile is about 160 MFLOP).
 
-use rayon::prelude::*;
-
-use crate::TILE_SAMPLES;
 use crate::error::Error;
-use crate::lanes::{self, Lane};
-use crate::mlp::{
-    Forward, Gradients, Mlp, Source, TileBufs, Workspace, accumulate, check_batch, check_update,
-    finite_total, tile_inputs, tile_pass,
-};
+use crate::mlp::{Mlp, MlpLayers};
+use crate::network::OptimizerState;
+use crate::network_par::NetParWorkspace;
 use crate::optim::Sgd;
 
 /// The least arithmetic per round (one fork-join over up to `C` tiles), in FLOP as the benches
@@ -45,24 +42,6 @@ use crate::optim::Sgd;
 /// about 8 MFLOP (`benches`, group `parallel`: 4-32-3 with 64 slots from about 7 000 samples,
 /// 784-256-10 from two tiles).
 pub const PAR_MIN_FLOP: u64 = 8_000_000;
-
-/// What one tile's pass learned, kept per slot until the ordered reduction (its error, if
-/// any, is kept on the stack of `par_run`, so that the workspace stays all-zero-valid for
-/// `bytemuck::zeroed_box`).
-#[derive(Clone, Copy, bytemuck::Zeroable)]
-struct TileStats {
-    loss: Lane,
-    max_x: Lane,
-    max_a: Lane,
-}
-
-impl TileStats {
-    const ZERO: Self = Self {
-        loss: Lane::ZERO,
-        max_x: Lane::ZERO,
-        max_a: Lane::ZERO,
-    };
-}
 
 /// Caller-owned memory for [`Mlp::train_step_par`]: `C` tile slots (each a [`Workspace`], whose
 /// gradient buffer holds the tile's partial sums) and the running sum of the tiles.
@@ -93,10 +72,8 @@ impl TileStats {
 /// ```
 #[derive(bytemuck::Zeroable)]
 pub struct ParWorkspace<const I: usize, const H: usize, const O: usize, const C: usize> {
-    slots: [Workspace<I, H, O>; C],
-    stats: [TileStats; C],
-    total: Gradients<I, H, O>,
-    min_flop: u64,
+    net: NetParWorkspace<MlpLayers<I, H, O>, C>,
+    sgd: OptimizerState<MlpLayers<I, H, O>, Sgd>,
 }
 
 impl<const I: usize, const H: usize, const O: usize, const C: usize> ParWorkspace<I, H, O, C> {
@@ -105,10 +82,8 @@ impl<const I: usize, const H: usize, const O: usize, const C: usize> ParWorkspac
     pub const ZERO: Self = {
         let () = Self::SLOTS;
         Self {
-            slots: [Workspace::ZERO; C],
-            stats: [TileStats::ZERO; C],
-            total: Gradients::ZERO,
-            min_flop: PAR_MIN_FLOP,
+            net: NetParWorkspace::ZERO,
+            sgd: OptimizerState::ZERO,
         }
     };
 
@@ -130,7 +105,7 @@ impl<const I: usize, const H: usize, const O: usize, const C: usize> ParWorkspac
     /// with no copy of it on any stack (debug builds move `Box::new(ParWorkspace::ZERO)`
     /// through the stack, which overflows a 2 MiB thread stack from a few slots of a
     /// 784-256-10 model), with the default threshold. Allocates, as
-    /// [`Workspace::new_boxed`].
+    /// [`Workspace::new_boxed`](crate::Workspace::new_boxed).
     ///
     /// ```
     /// let pws = fusedprop::ParWorkspace::<784, 256, 10, 4>::new_boxed();
@@ -140,7 +115,7 @@ impl<const I: usize, const H: usize, const O: usize, const C: usize> ParWorkspac
     pub fn new_boxed() -> std::boxed::Box<Self> {
         let () = Self::SLOTS;
         let mut pws: std::boxed::Box<Self> = bytemuck::zeroed_box();
-        pws.min_flop = PAR_MIN_FLOP;
+        pws.set_min_flop(PAR_MIN_FLOP);
         pws
     }
 
@@ -149,14 +124,14 @@ impl<const I: usize, const H: usize, const O: usize, const C: usize> ParWorkspac
     /// it.
     #[inline]
     pub fn set_min_flop(&mut self, flop: u64) {
-        self.min_flop = flop;
+        self.net.set_min_flop(flop);
     }
 
     /// The threshold set by [`ParWorkspace::set_min_flop`].
     #[must_use]
     #[inline]
     pub fn min_flop(&self) -> u64 {
-        self.min_flop
+        self.net.min_flop()
     }
 }
 
@@ -175,7 +150,7 @@ impl<const I: usize, const H: usize, const O: usize, const C: usize> core::fmt::
         write!(
             f,
             "ParWorkspace<{I}, {H}, {O}, {C}> {{ min_flop: {} }}",
-            self.min_flop
+            self.min_flop()
         )
     }
 }
@@ -208,167 +183,7 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
         pws: &mut ParWorkspace<I, H, O, C>,
     ) -> Result<f32, Error> {
         let () = ParWorkspace::<I, H, O, C>::SLOTS;
-        crate::simd::warn_once_if_slow_build();
-        check_batch::<I, O>(x, labels)?;
-        let src = Source::Rows { x, labels };
-        let per_round = step_flop(I, H, O, x.len().min(C * TILE_SAMPLES));
-        if C < 2 || src.tiles() < 2 || per_round < pws.min_flop {
-            return self.train_step(x, labels, sgd, &mut pws.slots[0]);
-        }
-        par_run(self, src, sgd.learning_rate(), pws)
-    }
-}
-
-fn par_run<const I: usize, const H: usize, const O: usize, const C: usize>(
-    model: &mut Mlp<I, H, O>,
-    src: Source<'_, I>,
-    lr: f32,
-    pws: &mut ParWorkspace<I, H, O, C>,
-) -> Result<f32, Error> {
-    let n = src.len();
-    let tiles = src.tiles();
-    let mut fw = Forward {
-        loss: lanes::zero(),
-        max_x: lanes::zero(),
-        max_a: lanes::zero(),
-    };
-    let ParWorkspace {
-        slots,
-        stats,
-        total,
-        ..
-    } = pws;
-    let mut errs: [Option<Error>; C] = [None; C];
-    let mut t0 = 0;
-    while t0 < tiles {
-        let k = (tiles - t0).min(C);
-        let m: &Mlp<I, H, O> = model;
-        slots[..k]
-            .par_iter_mut()
-            .zip(stats[..k].par_iter_mut())
-            .zip(errs[..k].par_iter_mut())
-            .enumerate()
-            .for_each(|(i, ((ws, st), err))| {
-                *st = TileStats::ZERO;
-                *err = None;
-                let t = t0 + i;
-                let Workspace { x, a, dh, z, acc } = ws;
-                let mut bufs = TileBufs { x, a, dh, z };
-                match tile_pass(m, src, t, &mut bufs, &mut st.max_x, &mut st.max_a) {
-                    Ok((blocks, loss)) => {
-                        st.loss = loss;
-                        let TileBufs { x, a, dh, z } = bufs;
-                        let xt = tile_inputs(src, t, blocks, &mut x[..]);
-                        accumulate(&a[..blocks], &z[..blocks], xt, &dh[..blocks], acc, true);
-                    }
-                    Err(e) => *err = Some(e),
-                }
-            });
-        // Errors and the loss in tile order, on this thread.
-        for (st, err) in stats[..k].iter().zip(&errs[..k]) {
-            if let Some(e) = *err {
-                return Err(e);
-            }
-            fw.loss += st.loss;
-            fw.max_x = lanes::max(fw.max_x, st.max_x);
-            fw.max_a = lanes::max(fw.max_a, st.max_a);
-        }
-        let last = t0 + k == tiles;
-        if last {
-            finite_total(fw.loss)?;
-            check_update(model, &fw, lr)?;
-        }
-        // The fixed-order reduction of the round's gradients (and in the last round the
-        // fused update), spread over the threads by parameter.
-        let parts: [&Gradients<I, H, O>; C] = core::array::from_fn(|i| &slots[i.min(k - 1)].acc);
-        let round = Round {
-            parts: &parts[..k],
-            first: t0 == 0,
-            lr: last.then_some(lr),
-        };
-        let (hidden, output) = model.layers_mut();
-        let (w1, b1) = hidden.params_mut();
-        let (w2, b2) = output.params_mut();
-        round.reduce(
-            w1.as_flattened_mut(),
-            total.hidden.w.as_flattened_mut(),
-            |g| g.hidden.w.as_flattened(),
-        );
-        round.reduce(
-            w2.as_flattened_mut(),
-            total.output.w.as_flattened_mut(),
-            |g| g.output.w.as_flattened(),
-        );
-        round.reduce(b1, &mut total.hidden.b, |g| &g.hidden.b);
-        round.reduce(b2, &mut total.output.b, |g| &g.output.b);
-        t0 += k;
-    }
-    Ok(lanes::sum(fw.loss) / n as f32)
-}
-
-/// One round's share of the ordered reduction: the tile gradients `parts` (in tile order)
-/// are added to the running sum, and in the last round the last part is applied in the
-/// fused update instead.
-struct Round<'a, const I: usize, const H: usize, const O: usize> {
-    parts: &'a [&'a Gradients<I, H, O>],
-    /// The round starts the sum (`total = part 0`, the serial pass's `Sink::Store`).
-    first: bool,
-    /// `Some(lr)` in the last round: `W -= lr * (total + last part)`.
-    lr: Option<f32>,
-}
-
-impl<'a, const I: usize, const H: usize, const O: usize> Round<'a, I, H, O> {
-    /// Reduces one parameter array (`w` the weights, `total` the running sum, `part` the
-    /// same array of a tile's gradients) in chunks spread over rayon's threads. Each element
-    /// goes through the serial pass's operations in its order: `g = g0`, `g += g1`, ...,
-    /// `w -= lr * (g + g_last)` (a multiply and a subtract, not fused), so the result is bit
-    /// for bit the serial one whatever the split.
-    // PERF: chunks of 4096 floats (16 KiB of sum) stay in L1 while each part is streamed
-    // over them once, and the two threads split the memory traffic of the reduction (about
-    // `parts + 2` times the model's size), which on one thread took about a fifth of a
-    // two-tile 784-256-10 step.
-    fn reduce(
-        &self,
-        w: &mut [f32],
-        total: &mut [f32],
-        part: impl Fn(&'a Gradients<I, H, O>) -> &'a [f32] + Sync,
-    ) {
-        const CHUNK: usize = 4096;
-        let parts = self.parts;
-        let apply = self.lr.map(|lr| (lr, parts.len() - 1));
-        let sums = parts.len() - usize::from(apply.is_some());
-        debug_assert!(sums > 0 || !self.first);
-        w.par_chunks_mut(CHUNK)
-            .zip(total.par_chunks_mut(CHUNK))
-            .enumerate()
-            .for_each(|(c, (w, t))| {
-                let at = c * CHUNK..c * CHUNK + t.len();
-                if let (Some((lr, l)), 1, true) = (apply, sums, self.first) {
-                    // Two tiles in all (a batch of up to 256 samples): `g = g0`, then the
-                    // update with `g1`, without staging `g` in `total`.
-                    let (g0, g1) = (&part(parts[0])[at.clone()], &part(parts[l])[at]);
-                    for (w, (&a, &b)) in w.iter_mut().zip(g0.iter().zip(g1)) {
-                        *w -= lr * (a + b);
-                    }
-                    return;
-                }
-                for (i, p) in parts[..sums].iter().enumerate() {
-                    let p = &part(p)[at.clone()];
-                    if i == 0 && self.first {
-                        t.copy_from_slice(p);
-                    } else {
-                        for (t, &p) in t.iter_mut().zip(p) {
-                            *t += p;
-                        }
-                    }
-                }
-                if let Some((lr, l)) = apply {
-                    // `total` holds a sum here: a step of one tile never comes here.
-                    let g = &part(parts[l])[at];
-                    for (w, (&t, &g)) in w.iter_mut().zip(t.iter().zip(g)) {
-                        *w -= lr * (t + g);
-                    }
-                }
-            });
+        self.as_network_mut()
+            .train_step_par(x, labels, sgd, &mut pws.sgd, &mut pws.net)
     }
 }

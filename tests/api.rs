@@ -51,7 +51,7 @@ fn glorot_initialization() {
     let o = Dense::<32, 3>::glorot(&mut rng);
     let m = Mlp::<4, 32, 3>::new(7);
     assert_eq!(m, Mlp::from_layers(h.clone(), o.clone()));
-    assert_eq!(m.hidden(), &h);
+    assert_eq!(m.hidden(), &h.clone().with_activation(fusedprop::Relu));
     assert_eq!(m.output(), &o);
     let mut m2 = Mlp::<4, 32, 3>::ZERO;
     m2.init_glorot(7);

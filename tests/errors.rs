@@ -126,12 +126,15 @@ fn non_finite_input_is_refused_in_every_tile() {
 
 #[test]
 fn overflow_is_refused() {
-    // 1e37 inputs: the forward pass is finite, but the hidden-layer gradient bound
-    // (O * max|W2| * max|x|) is past what an update may safely reach.
-    let mut m = Model::new(3);
-    let x = vec![[1e37f32, -1e37, 1e37, 1e37]; 20];
-    let y = vec![1u32; 20];
+    // 1e38 inputs and a class the model gets wrong: the forward pass is finite, but the
+    // hidden-layer gradient bound (N * max|dL/dz| * max|x|) is past what an update may safely
+    // reach. (With the right class the softmax is saturated, every dL/dz is exactly 0, and the
+    // step is rightly taken: it changes nothing.)
+    let mut m = Model::new(1);
+    let x = vec![[1e38f32, -1e38, 1e38, 1e38]; 20];
+    let y = vec![0u32; 20];
     refused(&mut m, &x, &y, 0.1, Error::UpdateOverflow);
+    let y = vec![1u32; 20];
     // All-one hidden weights and 3e38 inputs: the hidden layer overflows to infinity and the
     // first sample's loss is NaN.
     let mut m = Model::from_weights([[1.0; 4]; 8], [0.0; 8], [[0.5; 8]; 3], [0.0; 3]).unwrap();
@@ -278,9 +281,10 @@ fn messages_say_what_happened() {
     let e = m.predict_proba(&[[f32::NAN; 4]], &mut proba).unwrap_err();
     assert!(!e.to_string().contains("step"), "{e}");
 
-    // Inputs of 1e38: everything is finite, but the bound on the update is not.
+    // Inputs of 1e38 and a wrong class: everything is finite, but the bound on the update is
+    // not.
     let x = [[1e38f32, -1e38, 1e38, 1e38]];
-    refused(&mut m, &x, &[1], 0.01, Error::UpdateOverflow);
+    refused(&mut m, &x, &[0], 0.01, Error::UpdateOverflow);
     let msg = Error::UpdateOverflow.to_string();
     assert!(msg.contains("gradient bound would overflow"), "{msg}");
     assert!(!msg.contains("non-finite"), "{msg}");
