@@ -153,6 +153,8 @@ pub mod parallel;
 #[doc(hidden)]
 pub mod reference;
 pub mod rng;
+#[cfg(feature = "safetensors")]
+pub mod safetensors;
 mod simd;
 
 /// The README's Rust examples are compiled and run as doctests.
