@@ -77,6 +77,8 @@ pub(crate) mod sealed {
         type T: Copy + core::fmt::Debug + Send + Sync;
         /// The number of classes of a classifier (0 for regression).
         const CLASSES: usize;
+        /// The type's name in the crate's root (for `Network::to_rust_source`).
+        const RUST_TYPE: &'static str;
         /// The fewest outputs the head works with (checked at compile time).
         const MIN_OUTPUTS: usize = 1;
         /// The targets of a block in lanes.
@@ -118,6 +120,7 @@ impl<const O: usize> Head<Dim<O>> for SoftmaxCrossEntropy {
 }
 
 impl<const O: usize> sealed::HeadKernel<Dim<O>> for SoftmaxCrossEntropy {
+    const RUST_TYPE: &'static str = "SoftmaxCrossEntropy";
     type T = u32;
     type TBlock = Lane;
     const CLASSES: usize = O;
@@ -216,6 +219,7 @@ impl<const O: usize> Head<Dim<O>> for MeanSquaredError {
 }
 
 impl<const O: usize> sealed::HeadKernel<Dim<O>> for MeanSquaredError {
+    const RUST_TYPE: &'static str = "MeanSquaredError";
     type T = [f32; O];
     type TBlock = [Lane; O];
     const CLASSES: usize = 0;
@@ -279,6 +283,7 @@ impl<const O: usize> Head<Dim<O>> for BinaryCrossEntropy {
 }
 
 impl<const O: usize> sealed::HeadKernel<Dim<O>> for BinaryCrossEntropy {
+    const RUST_TYPE: &'static str = "BinaryCrossEntropy";
     type T = [f32; O];
     type TBlock = [Lane; O];
     const CLASSES: usize = 2;
