@@ -463,9 +463,9 @@ impl<L: Layer, H: Head<L::Out>> Network<L, H> {
     /// # Ok::<(), fusedprop::Error>(())
     /// ```
     ///
-    /// A `static` built this way, with [`Network::from_layers`], [`Dense::from_parts`]
-    /// (crate::Dense::from_parts) and [`Chain`](crate::Chain), needs no allocation and no
-    /// `std`:
+    /// A `static` built this way, with [`Network::from_layers`],
+    /// [`Dense::from_parts`](crate::Dense::from_parts) and [`Chain`](crate::Chain), needs no
+    /// allocation and no `std`:
     ///
     /// ```
     /// use fusedprop::{Chain, Dense, Network, Relu, SoftmaxCrossEntropy};
@@ -523,7 +523,7 @@ impl<L: Layer, H: Head<L::Out>> Network<L, H> {
             writeln!(s, "#[rustfmt::skip]")?;
             writeln!(
                 s,
-                "#[allow(clippy::approx_constant, clippy::excessive_precision, clippy::unreadable_literal)]"
+                "#[allow(clippy::all, clippy::pedantic, clippy::nursery)]"
             )?;
             write!(s, "pub static {name}: ::fusedprop::Network<\n    ")?;
             L::rust_type(&mut s)?;

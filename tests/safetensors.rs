@@ -124,9 +124,9 @@ fn formats_name_and_lay_out_the_tensors() {
     let data = &file[8 + n + off..];
     let k = |i: usize| f32::from_le_bytes(data[4 * i..4 * i + 4].try_into().unwrap());
     let w = net.layers().0.weights();
-    for kk in 0..2 {
-        for j in 0..3 {
-            assert_eq!(k(kk * 3 + j).to_bits(), w[j][kk].to_bits());
+    for (j, row) in w.iter().enumerate() {
+        for (kk, v) in row.iter().enumerate() {
+            assert_eq!(k(kk * 3 + j).to_bits(), v.to_bits());
         }
     }
 }

@@ -2,7 +2,7 @@
 // Every weight is the shortest decimal that reads back as the same f32, bit for bit.
 /// A fusedprop network, 3-5-4-6-2 (leaky_relu, sigmoid, silu, gelu), mean squared error, 88 parameters.
 #[rustfmt::skip]
-#[allow(clippy::approx_constant, clippy::excessive_precision, clippy::unreadable_literal)]
+#[allow(clippy::all, clippy::pedantic, clippy::nursery)]
 pub static EDGE: ::fusedprop::Network<
     ::fusedprop::Chain<::fusedprop::Dense<3, 5, ::fusedprop::LeakyRelu>, ::fusedprop::Chain<::fusedprop::Dense<5, 4, ::fusedprop::Sigmoid>, ::fusedprop::Chain<::fusedprop::Dense<4, 6, ::fusedprop::Silu>, ::fusedprop::Dense<6, 2, ::fusedprop::Gelu>>>>,
     ::fusedprop::MeanSquaredError,

@@ -2,7 +2,7 @@
 // Every weight is the shortest decimal that reads back as the same f32, bit for bit.
 /// A fusedprop network, 4-16-8-3 (tanh, relu, linear), softmax + sparse categorical cross-entropy, 243 parameters.
 #[rustfmt::skip]
-#[allow(clippy::approx_constant, clippy::excessive_precision, clippy::unreadable_literal)]
+#[allow(clippy::all, clippy::pedantic, clippy::nursery)]
 pub static MODEL: ::fusedprop::Network<
     ::fusedprop::Chain<::fusedprop::Dense<4, 16, ::fusedprop::Tanh>, ::fusedprop::Chain<::fusedprop::Dense<16, 8, ::fusedprop::Relu>, ::fusedprop::Dense<8, 3, ::fusedprop::Linear>>>,
     ::fusedprop::SoftmaxCrossEntropy,

@@ -2,7 +2,7 @@
 // Every weight is the shortest decimal that reads back as the same f32, bit for bit.
 /// A fusedprop network, 2-1 (linear), sigmoid + binary cross-entropy, 3 parameters.
 #[rustfmt::skip]
-#[allow(clippy::approx_constant, clippy::excessive_precision, clippy::unreadable_literal)]
+#[allow(clippy::all, clippy::pedantic, clippy::nursery)]
 pub static TINY: ::fusedprop::Network<
     ::fusedprop::Dense<2, 1, ::fusedprop::Linear>,
     ::fusedprop::BinaryCrossEntropy,
