@@ -30,13 +30,27 @@ fuzz_target!(|data: &[u8]| {
         2 => Format::TORCH.with_names(&NAMES),
         _ => Format::KERAS.with_names(&NAMES),
     };
-    let given = if pick % 4 >= 2 { Some(&NAMES[..]) } else { None };
+    let given = if pick % 4 >= 2 {
+        Some(&NAMES[..])
+    } else {
+        None
+    };
     let seed = u64::from(pick / 8);
     // Iris (4-16-8-3) for the two plain formats, the two-layer network for all four.
     if pick % 8 < 2 {
-        check(Network::<Iris, SoftmaxCrossEntropy>::new(seed), file, format, given);
+        check(
+            Network::<Iris, SoftmaxCrossEntropy>::new(seed),
+            file,
+            format,
+            given,
+        );
     } else {
-        check(Network::<Small, SoftmaxCrossEntropy>::new(seed), file, format, given);
+        check(
+            Network::<Small, SoftmaxCrossEntropy>::new(seed),
+            file,
+            format,
+            given,
+        );
     }
 });
 
@@ -68,20 +82,38 @@ fn check<L: Layer, H: Head<L::Out>>(
                 let (i, o) = (info.inputs, info.outputs);
                 let (wn, bn) = match (given, format.layout()) {
                     (Some(n), _) => (n[layer].0.to_string(), n[layer].1.to_string()),
-                    (None, Layout::OutIn) => (format!("{}.weight", 2 * layer), format!("{}.bias", 2 * layer)),
-                    (None, Layout::InOut) if layer == 0 => ("dense/kernel".into(), "dense/bias".into()),
-                    (None, Layout::InOut) => (format!("dense_{layer}/kernel"), format!("dense_{layer}/bias")),
+                    (None, Layout::OutIn) => (
+                        format!("{}.weight", 2 * layer),
+                        format!("{}.bias", 2 * layer),
+                    ),
+                    (None, Layout::InOut) if layer == 0 => {
+                        ("dense/kernel".into(), "dense/bias".into())
+                    }
+                    (None, Layout::InOut) => (
+                        format!("dense_{layer}/kernel"),
+                        format!("dense_{layer}/bias"),
+                    ),
                 };
                 let w = st.tensor(&wn).expect("weight in the file");
                 let b = st.tensor(&bn).expect("bias in the file");
                 assert_eq!((w.dtype(), b.dtype()), (Dtype::F32, Dtype::F32));
-                let shape = if format.layout() == Layout::OutIn { [o, i] } else { [i, o] };
+                let shape = if format.layout() == Layout::OutIn {
+                    [o, i]
+                } else {
+                    [i, o]
+                };
                 assert_eq!(w.shape(), shape);
                 assert_eq!(b.shape(), [o]);
-                let val = |d: &[u8], k: usize| u32::from_le_bytes(d[4 * k..4 * k + 4].try_into().unwrap());
+                let val = |d: &[u8], k: usize| {
+                    u32::from_le_bytes(d[4 * k..4 * k + 4].try_into().unwrap())
+                };
                 for j in 0..o {
                     for k in 0..i {
-                        let file_index = if format.layout() == Layout::OutIn { j * i + k } else { k * o + j };
+                        let file_index = if format.layout() == Layout::OutIn {
+                            j * i + k
+                        } else {
+                            k * o + j
+                        };
                         let v = val(w.data(), file_index);
                         assert!(f32::from_bits(v).is_finite());
                         assert_eq!(got[at + j * i + k], v, "weight [{j}][{k}] of layer {layer}");
@@ -105,7 +137,8 @@ fn check<L: Layer, H: Head<L::Out>>(
             let again = net.to_safetensors(format).expect("a loaded network saves");
             let mut back = net.clone();
             back.init_glorot(99);
-            back.read_safetensors(&again, format).expect("a saved network loads");
+            back.read_safetensors(&again, format)
+                .expect("a saved network loads");
             assert_eq!(params(&back), got);
         }
     }
