@@ -78,11 +78,14 @@
 //! written, so on error the network is bit for bit as it was; no input makes the loader panic
 //! (fuzz target `safetensors`).
 //!
+//! Every dense layer here has a bias: a PyTorch `Linear(..., bias=False)` or Keras
+//! `Dense(..., use_bias=False)` has no bias tensor to load; save zeros for it.
+//!
 //! The data is little-endian `f32`, read and written with `from_le_bytes` / `to_le_bytes`, so
 //! files are the same on every target.
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fmt;
 use std::path::Path;
 use std::string::{String, ToString};
@@ -531,11 +534,11 @@ impl<L: Layer, H: Head<L::Out>> Network<L, H> {
             });
         }
         let metadata = match format.names {
-            Names::Torch => {
-                let mut m = HashMap::new();
-                m.insert("format".to_string(), "pt".to_string());
-                Some(m.into_iter().collect())
-            }
+            Names::Torch => Some(
+                [("format".to_string(), "pt".to_string())]
+                    .into_iter()
+                    .collect(),
+            ),
             _ => None,
         };
         ::safetensors::serialize(
