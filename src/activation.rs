@@ -316,6 +316,12 @@ pub(crate) mod sealed {
         fn forward_train(&self, z: Lane) -> (Lane, Lane);
         /// `dL/dz` from what the forward pass kept and `dL/dy`.
         fn backward(&self, kept: Lane, dy: Lane) -> Lane;
+        /// The type's name in the crate's root (for `Network::to_rust_source`).
+        const RUST_TYPE: &'static str;
+        /// A `const` expression of this value, as Rust source.
+        fn rust_value(&self, out: &mut dyn core::fmt::Write) -> core::fmt::Result {
+            write!(out, "::fusedprop::{}", Self::RUST_TYPE)
+        }
     }
 }
 
@@ -404,6 +410,7 @@ macro_rules! const_activation {
 const_activation!(Linear, Relu, Tanh, Sigmoid, Silu, Gelu);
 
 impl sealed::ActKernel for Linear {
+    const RUST_TYPE: &'static str = "Linear";
     const KEEPS: bool = false;
     #[inline(always)]
     fn forward(&self, z: Lane) -> Lane {
@@ -432,6 +439,7 @@ impl Activation for Linear {
 }
 
 impl sealed::ActKernel for Relu {
+    const RUST_TYPE: &'static str = "Relu";
     const KEEPS: bool = true;
     const RELU: bool = true;
     #[inline(always)]
@@ -462,6 +470,11 @@ impl Activation for Relu {
 }
 
 impl sealed::ActKernel for LeakyRelu {
+    const RUST_TYPE: &'static str = "LeakyRelu";
+    fn rust_value(&self, out: &mut dyn core::fmt::Write) -> core::fmt::Result {
+        // `{:?}` is the shortest decimal that reads back as the same f32.
+        write!(out, "::fusedprop::LeakyRelu::new_const({:?})", self.slope)
+    }
     const KEEPS: bool = true;
     #[inline(always)]
     fn forward(&self, z: Lane) -> Lane {
@@ -499,6 +512,7 @@ impl Activation for LeakyRelu {
 }
 
 impl sealed::ActKernel for Tanh {
+    const RUST_TYPE: &'static str = "Tanh";
     const KEEPS: bool = true;
     #[inline(always)]
     fn forward(&self, z: Lane) -> Lane {
@@ -529,6 +543,7 @@ impl Activation for Tanh {
 }
 
 impl sealed::ActKernel for Sigmoid {
+    const RUST_TYPE: &'static str = "Sigmoid";
     const KEEPS: bool = true;
     #[inline(always)]
     fn forward(&self, z: Lane) -> Lane {
@@ -559,6 +574,7 @@ impl Activation for Sigmoid {
 }
 
 impl sealed::ActKernel for Silu {
+    const RUST_TYPE: &'static str = "Silu";
     const KEEPS: bool = true;
     #[inline(always)]
     fn forward(&self, z: Lane) -> Lane {
@@ -588,6 +604,7 @@ impl Activation for Silu {
 }
 
 impl sealed::ActKernel for Gelu {
+    const RUST_TYPE: &'static str = "Gelu";
     const KEEPS: bool = true;
     #[inline(always)]
     fn forward(&self, z: Lane) -> Lane {

@@ -80,6 +80,8 @@ pub(crate) mod sealed {
         type T: Copy + core::fmt::Debug + Send + Sync;
         /// The number of classes of a classifier (0 for regression).
         const CLASSES: usize;
+        /// The type's name in the crate's root (for `Network::to_rust_source`).
+        const RUST_TYPE: &'static str;
         /// The fewest outputs the head works with (checked at compile time).
         const MIN_OUTPUTS: usize = 1;
         /// What its targets are called in messages ("labels" for class indices).
@@ -123,6 +125,7 @@ impl<const O: usize> Head<Dim<O>> for SoftmaxCrossEntropy {
 }
 
 impl<const O: usize> sealed::HeadKernel<Dim<O>> for SoftmaxCrossEntropy {
+    const RUST_TYPE: &'static str = "SoftmaxCrossEntropy";
     type T = u32;
     type TBlock = Lane;
     const CLASSES: usize = O;
@@ -222,6 +225,7 @@ impl<const O: usize> Head<Dim<O>> for MeanSquaredError {
 }
 
 impl<const O: usize> sealed::HeadKernel<Dim<O>> for MeanSquaredError {
+    const RUST_TYPE: &'static str = "MeanSquaredError";
     type T = [f32; O];
     type TBlock = [Lane; O];
     const CLASSES: usize = 0;
@@ -285,6 +289,7 @@ impl<const O: usize> Head<Dim<O>> for BinaryCrossEntropy {
 }
 
 impl<const O: usize> sealed::HeadKernel<Dim<O>> for BinaryCrossEntropy {
+    const RUST_TYPE: &'static str = "BinaryCrossEntropy";
     type T = [f32; O];
     type TBlock = [Lane; O];
     const CLASSES: usize = 2;

@@ -256,6 +256,12 @@ pub(crate) mod sealed {
         fn visit_grads(g: &Self::Grads, f: &mut impl FnMut(&[f32]));
         fn visit_state<P: Rule>(s: &Self::State<P>, f: &mut impl FnMut(&[f32]));
         fn describe(&self, f: &mut impl FnMut(LayerInfo, &dyn ActivationF64));
+        /// The layer's type as Rust source (`Network::to_rust_source`).
+        fn rust_type(out: &mut dyn core::fmt::Write) -> core::fmt::Result;
+        /// A `const` expression of the layer as Rust source, its lines after the first
+        /// indented by `indent` spaces; every weight the shortest decimal that reads back as
+        /// the same `f32`.
+        fn rust_value(&self, out: &mut dyn core::fmt::Write, indent: usize) -> core::fmt::Result;
 
         /// Inference of one sample, vectorized over each layer's inputs (the latency path).
         fn forward_one(&self, x: &InRow<Self>, y: &mut OutRow<Self>);
@@ -377,6 +383,29 @@ impl<const I: usize, const O: usize, A: Activation> LayerKernel for Dense<I, O, 
             params: I * O + O,
         };
         f(info, self.activation());
+    }
+
+    fn rust_type(out: &mut dyn core::fmt::Write) -> core::fmt::Result {
+        write!(
+            out,
+            "::fusedprop::Dense<{I}, {O}, ::fusedprop::{}>",
+            A::RUST_TYPE
+        )
+    }
+
+    fn rust_value(&self, out: &mut dyn core::fmt::Write, indent: usize) -> core::fmt::Result {
+        let (p1, p2) = (indent + 4, indent + 8);
+        write!(out, "::fusedprop::Dense::from_parts(\n{:p1$}[\n", "")?;
+        for row in self.weights() {
+            write!(out, "{:p2$}[", "")?;
+            write_floats(out, row)?;
+            out.write_str("],\n")?;
+        }
+        write!(out, "{:p1$}],\n{:p1$}[", "", "")?;
+        write_floats(out, self.bias())?;
+        write!(out, "],\n{:p1$}", "")?;
+        self.activation().rust_value(out)?;
+        write!(out, ",\n{:indent$})", "")
     }
 
     #[inline(always)]
@@ -649,6 +678,23 @@ impl<A: Layer, B: Layer<In = <A as LayerKernel>::Out>> LayerKernel for Chain<A, 
         self.1.describe(f);
     }
 
+    fn rust_type(out: &mut dyn core::fmt::Write) -> core::fmt::Result {
+        out.write_str("::fusedprop::Chain<")?;
+        A::rust_type(out)?;
+        out.write_str(", ")?;
+        B::rust_type(out)?;
+        out.write_str(">")
+    }
+
+    fn rust_value(&self, out: &mut dyn core::fmt::Write, indent: usize) -> core::fmt::Result {
+        let p = indent + 4;
+        write!(out, "::fusedprop::Chain(\n{:p$}", "")?;
+        self.0.rust_value(out, p)?;
+        write!(out, ",\n{:p$}", "")?;
+        self.1.rust_value(out, p)?;
+        write!(out, ",\n{:indent$})", "")
+    }
+
     #[inline(always)]
     fn forward_one(&self, x: &InRow<Self>, y: &mut OutRow<Self>) {
         let mut mid = <A::Out as ShapeKernel>::ROW_ZERO;
@@ -782,6 +828,18 @@ impl<A: Layer, B: Layer<In = <A as LayerKernel>::Out>> LayerKernel for Chain<A, 
         let mid = self.0.check::<P>(&t.0, max_in, n, step, &s.0)?;
         self.1.check::<P>(&t.1, mid, n, step, &s.1)
     }
+}
+
+/// Values as Rust `f32` literals separated by commas: `{:?}` is the shortest decimal that
+/// reads back as the same `f32` (`-0.0` and subnormals included).
+fn write_floats(out: &mut dyn core::fmt::Write, v: &[f32]) -> core::fmt::Result {
+    for (i, x) in v.iter().enumerate() {
+        if i > 0 {
+            out.write_str(", ")?;
+        }
+        write!(out, "{x:?}")?;
+    }
+    Ok(())
 }
 
 /// The number of state slots of `P` for a dense layer.

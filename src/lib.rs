@@ -49,7 +49,11 @@
 //!   [`OptimizerState`];
 //! - weights in and out: [`Network::read_keras`] (`model.get_weights()` order),
 //!   [`Network::read_torch`] (`state_dict` order), [`Network::write_params`] /
-//!   [`Network::read_params`]; a Keras-like summary with `Display`.
+//!   [`Network::read_params`]; safetensors files (feature `safetensors`, module
+//!   `safetensors`: PyTorch's `state_dict`, Keras's kernels, names of your own); a trained
+//!   model as Rust source for a `static` in flash (`Network::to_rust_source`, feature `std`,
+//!   built with the `const fn`s [`Network::from_layers`] and [`Dense::from_parts`]); a
+//!   Keras-like summary with `Display`.
 //!
 //! ARCHITECTURE.md in the repository maps the code: the path of a batch, and how to add an
 //! activation, a head or an optimizer.
@@ -117,11 +121,13 @@
 //!
 //! ## Features
 //! - `std` (default): the std-only helpers `simd_hint`, the gradient checker
-//!   (`gradcheck`), and `new_boxed` constructors for large models (they allocate; the rest
+//!   (`gradcheck`), `Network::to_rust_source`, and `new_boxed` constructors for large models (they allocate; the rest
 //!   of the crate never does); the one-time `log` warning about a slow build (the `log`
 //!   dependency comes with this feature only).
 //! - `rayon`: parallelism over samples (implies `std`): `Mlp::train_step_par` with a
 //!   caller-owned `ParWorkspace`, bit for bit the serial step for any number of threads.
+//! - `safetensors`: [`Network`] weights in and out as safetensors files (implies `std`;
+//!   module `safetensors`).
 //!
 //! Without default features the crate is `#![no_std]` and never allocates; it builds for
 //! `thumbv7em-none-eabihf` and trains there.
@@ -154,6 +160,8 @@ pub mod parallel;
 #[doc(hidden)]
 pub mod reference;
 pub mod rng;
+#[cfg(feature = "safetensors")]
+pub mod safetensors;
 mod simd;
 mod summary;
 
