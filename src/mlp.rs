@@ -2,7 +2,7 @@
 //! Iris tutorial, composed from the crate's kernels.
 //!
 //! # The training step
-//! Samples are processed in tiles of up to [`TILE_SAMPLES`] (eight blocks of sixteen). For
+//! Samples are processed in tiles of up to [`TILE_SAMPLES`] (eight blocks of sixteen where `wide` has SIMD, one block elsewhere). For
 //! each tile:
 //!
 //! ```text
@@ -37,12 +37,20 @@ use crate::loss::{xent_block, xent_lanes};
 use crate::optim::Sgd;
 use crate::rng::SplitMix64;
 
-/// Blocks of sixteen samples in a training tile.
-pub(crate) const TILE_BLOCKS: usize = 8;
+/// Blocks of sixteen samples in a training tile: 8 where `wide` has SIMD, 1 with the narrow
+/// lane of targets without it (`lanes`), where the tile is most of a workspace's memory and
+/// there are no parallel FMA pipes for a long tile to keep busy.
+pub(crate) const TILE_BLOCKS: usize = if lanes::NARROW { 1 } else { 8 };
 
 /// Samples in a training tile: the activations of this many samples are kept (in the
 /// [`Workspace`]) between the forward and the backward pass, and each weight gradient is
 /// reduced across lanes once per tile.
+///
+/// 128 (eight blocks of sixteen) on targets where `wide` has SIMD (x86 with SSE2, aarch64
+/// with NEON, wasm32 with simd128); 16 (one block) on the others, such as Cortex-M and
+/// RISC-V microcontrollers, so that a [`Workspace`] or `NetWorkspace` is an eighth of the
+/// size. Results depend on it only through the order in which the per-tile sums are added
+/// (one tile or several), so the same program on the two kinds of target agrees to rounding.
 pub const TILE_SAMPLES: usize = TILE_BLOCKS * LANES;
 
 /// A two-layer perceptron: `I` inputs, a ReLU hidden layer of `H` units, `O` softmax outputs.
@@ -1064,7 +1072,7 @@ pub(crate) fn tile_inputs<'a, const I: usize>(
 ) -> TileX<'a, I> {
     let first = t * TILE_SAMPLES;
     let count = (src.len() - first).min(TILE_SAMPLES);
-    let wide = I >= 16;
+    let wide = lanes::ROW_VIEW && I >= 16;
     match src {
         Source::Rows { x, .. } => {
             let rows = &x[first..first + count];

@@ -1021,10 +1021,13 @@ pub(crate) fn tile_inputs<'a, L: Layer>(
     let first = t * TILE_SAMPLES;
     let count = (inputs.len() - first).min(TILE_SAMPLES);
     match inputs {
-        Inputs::Rows(x) => (&wx[..nb], Some(&x[first..first + count])),
+        Inputs::Rows(x) => (
+            &wx[..nb],
+            lanes::ROW_VIEW.then_some(&x[first..first + count]),
+        ),
         Inputs::Blocks { x, .. } => {
             let xt = &x[first / LANES..first / LANES + nb];
-            if <L::In as crate::layer::Shape>::N < 16 {
+            if !lanes::ROW_VIEW || <L::In as crate::layer::Shape>::N < 16 {
                 return (xt, None);
             }
             let rows = &mut <L::In as ShapeKernel>::as_rows_mut(&mut wx[..])[..count];

@@ -1,0 +1,338 @@
+//! The lane on targets where `wide` has no SIMD backend (Cortex-M, RISC-V, 32-bit Arm, ...)
+//! and in builds with `--cfg fusedprop_narrow` (which test this path on x86-64).
+//!
+//! There `wide::f32x16` is sixteen scalar operations written out one after another, in every
+//! kernel and at every inlined call: most of a firmware's code. This [`Lane`] holds the same
+//! sixteen `f32` and does each lane-wise operation as a loop over them, so an operation is a
+//! few instructions of code however many times it is inlined. The values are those of
+//! `wide`'s scalar fallback, lane for lane: multiply-add is `a * b + c` with two roundings (as
+//! `wide` does without FMA), `max` is `f32::max`, `fast_max` is `if a < b { b } else { a }`,
+//! comparisons give all-ones / all-zeros masks, and `exp`, the `ln` fallback and `sqrt` are
+//! `wide`'s own, four lanes at a time through `f32x4`. The width stays sixteen, so every
+//! reduction adds in the same order as with `f32x16`.
+
+use core::ops::{
+    Add, AddAssign, BitAnd, BitOr, Div, DivAssign, Mul, MulAssign, Neg, Not, Sub, SubAssign,
+};
+use wide::f32x4;
+
+/// This build uses the narrow lane (no `f32x16`).
+pub(crate) const NARROW: bool = true;
+
+/// Sixteen `f32` values, one per sample of a block, operated on in loops.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[cfg_attr(feature = "std", derive(bytemuck::Zeroable))]
+pub struct Lane([f32; 16]);
+
+/// All ones: the "true" of a mask.
+const TRUE: f32 = f32::from_bits(u32::MAX);
+
+impl Lane {
+    /// All lanes zero.
+    pub(crate) const ZERO: Self = Self([0.0; 16]);
+
+    /// The lanes of `a`.
+    #[inline(always)]
+    pub(crate) const fn new(a: [f32; 16]) -> Self {
+        Self(a)
+    }
+
+    /// All lanes `v`.
+    #[inline(always)]
+    pub(crate) const fn splat(v: f32) -> Self {
+        Self([v; 16])
+    }
+
+    /// The lanes as an array.
+    #[inline(always)]
+    pub(crate) const fn to_array(self) -> [f32; 16] {
+        self.0
+    }
+
+    /// The lanes as an array, in place.
+    #[inline(always)]
+    pub(crate) const fn as_array(&self) -> &[f32; 16] {
+        &self.0
+    }
+
+    #[inline(always)]
+    fn map(self, f: impl Fn(f32) -> f32) -> Self {
+        let mut r = self.0;
+        for v in &mut r {
+            *v = f(*v);
+        }
+        Self(r)
+    }
+
+    #[inline(always)]
+    fn zip(self, b: Self, f: impl Fn(f32, f32) -> f32) -> Self {
+        let mut r = self.0;
+        for (v, w) in r.iter_mut().zip(b.0) {
+            *v = f(*v, w);
+        }
+        Self(r)
+    }
+
+    #[inline(always)]
+    fn bits(self, b: Self, f: impl Fn(u32, u32) -> u32) -> Self {
+        self.zip(b, |x, y| f32::from_bits(f(x.to_bits(), y.to_bits())))
+    }
+
+    #[inline(always)]
+    fn mask(self, b: Self, f: impl Fn(f32, f32) -> bool) -> Self {
+        self.zip(b, |x, y| if f(x, y) { TRUE } else { 0.0 })
+    }
+
+    /// Four lanes at a time through `wide`'s `f32x4`.
+    #[inline(always)]
+    fn by4(self, f: impl Fn(f32x4) -> f32x4) -> Self {
+        let mut r = self.0;
+        for c in r.chunks_exact_mut(4) {
+            let v = f(f32x4::new([c[0], c[1], c[2], c[3]])).to_array();
+            c.copy_from_slice(&v);
+        }
+        Self(r)
+    }
+
+    /// `self * b + c`, two roundings.
+    #[inline(never)]
+    pub(crate) fn mul_add(self, b: Self, c: Self) -> Self {
+        (self * b) + c
+    }
+
+    /// `c - self * b`, two roundings.
+    #[inline(never)]
+    pub(crate) fn mul_neg_add(self, b: Self, c: Self) -> Self {
+        c - (self * b)
+    }
+
+    /// Mask of the NaN lanes.
+    #[inline(never)]
+    pub(crate) fn is_nan(self) -> Self {
+        self.mask(self, |x, _| x.is_nan())
+    }
+
+    /// Mask of the finite lanes.
+    #[inline(never)]
+    pub(crate) fn is_finite(self) -> Self {
+        self.mask(self, |x, _| x.is_finite())
+    }
+
+    /// Mask of `self > b`.
+    #[inline(never)]
+    pub(crate) fn simd_gt(self, b: Self) -> Self {
+        self.mask(b, |x, y| x > y)
+    }
+
+    /// Mask of `self >= b`.
+    #[inline(never)]
+    pub(crate) fn simd_ge(self, b: Self) -> Self {
+        self.mask(b, |x, y| x >= y)
+    }
+
+    /// Mask of `self < b`.
+    #[inline(never)]
+    pub(crate) fn simd_lt(self, b: Self) -> Self {
+        self.mask(b, |x, y| x < y)
+    }
+
+    /// Mask of `self == b`.
+    #[inline(never)]
+    pub(crate) fn simd_eq(self, b: Self) -> Self {
+        self.mask(b, |x, y| x == y)
+    }
+
+    /// `if self { a } else { b }` bit by bit (`self` a mask).
+    #[inline(never)]
+    pub(crate) fn select(self, a: Self, b: Self) -> Self {
+        (self & a) | (!self & b)
+    }
+
+    /// Whether the sign bit of every lane is set (every lane of a mask true).
+    #[inline(never)]
+    pub(crate) fn all(self) -> bool {
+        self.0.iter().all(|v| v.is_sign_negative())
+    }
+
+    /// `f32::max` lane-wise.
+    #[inline(never)]
+    pub(crate) fn max(self, b: Self) -> Self {
+        self.zip(b, f32::max)
+    }
+
+    /// `if self < b { b } else { self }` lane-wise.
+    #[inline(never)]
+    pub(crate) fn fast_max(self, b: Self) -> Self {
+        self.zip(b, |x, y| if x < y { y } else { x })
+    }
+
+    /// `|self|` lane-wise (the sign bit cleared).
+    #[inline(never)]
+    pub(crate) fn abs(self) -> Self {
+        self.map(|x| f32::from_bits(x.to_bits() & 0x7fff_ffff))
+    }
+
+    /// `wide`'s square root.
+    #[inline(never)]
+    pub(crate) fn sqrt(self) -> Self {
+        self.by4(f32x4::sqrt)
+    }
+
+    /// `wide`'s `exp`.
+    #[inline(never)]
+    pub(crate) fn exp(self) -> Self {
+        self.by4(f32x4::exp)
+    }
+
+    /// `wide`'s `ln`.
+    #[inline(never)]
+    pub(crate) fn ln(self) -> Self {
+        self.by4(f32x4::ln)
+    }
+
+    /// The 16 x 16 transpose: lane `l` of result `k` is lane `k` of `x[l]`.
+    #[inline(always)]
+    pub(crate) fn transpose(x: [Self; 16]) -> [Self; 16] {
+        let mut t = [Self::ZERO; 16];
+        for (l, v) in x.iter().enumerate() {
+            for (k, tk) in t.iter_mut().enumerate() {
+                tk.0[l] = v.0[k];
+            }
+        }
+        t
+    }
+}
+
+macro_rules! binary {
+    ($($tr:ident $f:ident $atr:ident $af:ident $op:tt),*) => {$(
+        impl $tr for Lane {
+            type Output = Self;
+            #[inline(never)]
+            fn $f(self, b: Self) -> Self {
+                self.zip(b, |x, y| x $op y)
+            }
+        }
+        impl $atr for Lane {
+            #[inline(always)]
+            fn $af(&mut self, b: Self) {
+                *self = *self $op b;
+            }
+        }
+    )*};
+}
+binary!(Add add AddAssign add_assign +, Sub sub SubAssign sub_assign -,
+    Mul mul MulAssign mul_assign *, Div div DivAssign div_assign /);
+
+impl Neg for Lane {
+    type Output = Self;
+    #[inline(never)]
+    fn neg(self) -> Self {
+        self.map(|x| -x)
+    }
+}
+
+impl BitAnd for Lane {
+    type Output = Self;
+    #[inline(never)]
+    fn bitand(self, b: Self) -> Self {
+        self.bits(b, |x, y| x & y)
+    }
+}
+
+impl BitOr for Lane {
+    type Output = Self;
+    #[inline(never)]
+    fn bitor(self, b: Self) -> Self {
+        self.bits(b, |x, y| x | y)
+    }
+}
+
+impl Not for Lane {
+    type Output = Self;
+    #[inline(never)]
+    fn not(self) -> Self {
+        self.map(|x| f32::from_bits(!x.to_bits()))
+    }
+}
+
+/// Natural logarithm: [`super::ln`]'s Horner evaluation lane by lane where every lane is
+/// positive, finite and normal, `wide`'s `ln` for all sixteen otherwise (as with `f32x16`).
+#[inline(always)]
+pub(crate) fn ln(x1: Lane) -> Lane {
+    let ok =
+        x1.0.iter()
+            .all(|&x| (f32::MIN_POSITIVE..f32::INFINITY).contains(&x));
+    if !ok {
+        return x1.ln();
+    }
+    x1.map(ln_horner)
+}
+
+/// One lane of [`ln`]: the steps of the `f32x16` version, in the same order and roundings.
+#[inline(never)]
+fn ln_horner(x: f32) -> f32 {
+    let bits = x.to_bits();
+    let m = f32::from_bits((bits & 0x007F_FFFF) | 0x3F00_0000);
+    let e = f32::from_bits((bits >> 23) | 0x4B00_0000) - (8_388_608.0 + 127.0);
+    let big = m > core::f32::consts::FRAC_1_SQRT_2;
+    let m = if big { m } else { m + m };
+    let fe = if big { e + 1.0 } else { e };
+    let t = m - 1.0;
+    let mut p = super::LN_P[8];
+    for &c in super::LN_P[..8].iter().rev() {
+        p = p * t + c;
+    }
+    let t2 = t * t;
+    let r = t2 * t * p;
+    let r = fe * -2.121_944_4E-4 + r;
+    let r = r + (t - t2 * 0.5);
+    fe * 0.693_359_4 + r
+}
+
+/// The sums of sixteen lanes at once: lane `m` is [`super::sum`]`(x[m])`.
+#[inline(always)]
+pub(crate) fn sum16(x: &[Lane; 16]) -> Lane {
+    let mut r = [0.0; 16];
+    for (s, v) in r.iter_mut().zip(x) {
+        *s = super::sum(*v);
+    }
+    Lane(r)
+}
+
+/// The sums of four lanes at once: element `m` is [`super::sum`]`(x[m])`.
+#[inline(always)]
+pub(crate) fn sum4(x: &[Lane; 4]) -> [f32; 4] {
+    let mut r = [0.0; 4];
+    for (s, v) in r.iter_mut().zip(x) {
+        *s = super::sum(*v);
+    }
+    r
+}
+
+/// Lane `4 v + c` is the sum of lanes `4 c..4 c + 4` of `p[v]`, as `(a + b) + (c + d)`.
+#[inline(always)]
+pub(crate) fn sum4x4(p: &[Lane; 4]) -> Lane {
+    let mut r = [0.0; 16];
+    for (i, s) in r.iter_mut().enumerate() {
+        let a = &p[i / 4].0[4 * (i % 4)..4 * (i % 4) + 4];
+        *s = (a[0] + a[1]) + (a[2] + a[3]);
+    }
+    Lane(r)
+}
+
+/// `2^n` for integer-valued `n` in `[-126, 127]`, from the exponent bits.
+#[inline(always)]
+pub(crate) fn pow2i(n: Lane) -> Lane {
+    (n + Lane::splat(8_388_608.0 + 127.0)).map(|b| f32::from_bits(b.to_bits() << 23))
+}
+
+/// Whether the memory of blocks can be viewed as rows ([`as_rows_mut`]): not with this
+/// lane, which is not `Pod`; the weight gradients then use the lane kernels for every column.
+pub(crate) const ROW_VIEW: bool = false;
+
+/// No view of lanes as rows with this lane (callers check [`ROW_VIEW`] first): an empty
+/// slice.
+#[inline(always)]
+pub(crate) fn as_rows_mut<const N: usize>(_: &mut [[Lane; N]]) -> &mut [[f32; N]] {
+    &mut []
+}
