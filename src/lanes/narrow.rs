@@ -6,7 +6,7 @@
 //! sixteen `f32` and does each lane-wise operation as a loop over them, so an operation is a
 //! few instructions of code however many times it is inlined. The values are those of
 //! `wide`'s scalar fallback, lane for lane: multiply-add is `a * b + c` with two roundings (as
-//! `wide` does without FMA), `max` is `f32::max`, `fast_max` is `if a < b { b } else { a }`,
+//! `wide` does without FMA), `max` is `f32::max`, `fast_max` is x86's `if a > b { a } else { b }` (the fallback's would lose a NaN in ReLU),
 //! comparisons give all-ones / all-zeros masks, `exp` is `wide`'s algorithm one lane at a time
 //! ([`exp1`], tested bit for bit against `f32x16::exp`), and the `ln` fallback and `sqrt` are
 //! `wide`'s own, four lanes at a time through `f32x4`. The width stays sixteen, so every
@@ -27,6 +27,154 @@ pub struct Lane([f32; 16]);
 
 /// All ones: the "true" of a mask.
 const TRUE: f32 = f32::from_bits(u32::MAX);
+
+// PERF: every operation below is one loop in a function of its own that takes its operands
+// by reference (`#[inline(never)]` behind an `#[inline(always)]` method), so a kernel that
+// uses it is a call with three pointers: no copy of the sixteen-float operands, no unrolled
+// code, and the temporaries of one operation share a frame that is gone when it returns.
+// Inlined loops (or by-value calls, which copy their 64-byte operands) were several
+// kilobytes more flash and stack on a Cortex-M0.
+
+#[inline(always)]
+fn map(a: &Lane, f: impl Fn(f32) -> f32) -> Lane {
+    let mut r = a.0;
+    for v in &mut r {
+        *v = f(*v);
+    }
+    Lane(r)
+}
+
+#[inline(always)]
+fn zip(a: &Lane, b: &Lane, f: impl Fn(f32, f32) -> f32) -> Lane {
+    let mut r = a.0;
+    for (v, w) in r.iter_mut().zip(&b.0) {
+        *v = f(*v, *w);
+    }
+    Lane(r)
+}
+
+#[inline(always)]
+fn bits(a: &Lane, b: &Lane, f: impl Fn(u32, u32) -> u32) -> Lane {
+    zip(a, b, |x, y| f32::from_bits(f(x.to_bits(), y.to_bits())))
+}
+
+#[inline(always)]
+fn mask(a: &Lane, b: &Lane, f: impl Fn(f32, f32) -> bool) -> Lane {
+    zip(a, b, |x, y| if f(x, y) { TRUE } else { 0.0 })
+}
+
+/// Four lanes at a time through `wide`'s `f32x4`.
+#[inline(always)]
+fn by4(a: &Lane, f: impl Fn(f32x4) -> f32x4) -> Lane {
+    let mut r = a.0;
+    for c in r.chunks_exact_mut(4) {
+        let v = f(f32x4::new([c[0], c[1], c[2], c[3]])).to_array();
+        c.copy_from_slice(&v);
+    }
+    Lane(r)
+}
+
+/// The out-of-line functions behind the methods and operators (PERF note above).
+mod ool {
+    use super::{Lane, bits, by4, exp1, map, mask, zip};
+    use wide::f32x4;
+
+    macro_rules! unary {
+        ($($name:ident($x:ident) $body:expr;)*) => {$(
+            #[inline(never)]
+            pub(super) fn $name(a: &Lane) -> Lane {
+                map(a, |$x| $body)
+            }
+        )*};
+    }
+    macro_rules! binary {
+        ($($name:ident($x:ident, $y:ident) $body:expr;)*) => {$(
+            #[inline(never)]
+            pub(super) fn $name(a: &Lane, b: &Lane) -> Lane {
+                zip(a, b, |$x, $y| $body)
+            }
+        )*};
+    }
+    unary! {
+        neg(x) -x;
+        abs(x) f32::from_bits(x.to_bits() & 0x7fff_ffff);
+        not(x) f32::from_bits(!x.to_bits());
+        exp(x) exp1(x);
+    }
+    binary! {
+        add(x, y) x + y;
+        sub(x, y) x - y;
+        mul(x, y) x * y;
+        div(x, y) x / y;
+        max(x, y) x.max(y);
+        fast_max(x, y) if x > y { x } else { y };
+    }
+    #[inline(never)]
+    pub(super) fn bitand(a: &Lane, b: &Lane) -> Lane {
+        bits(a, b, |x, y| x & y)
+    }
+    #[inline(never)]
+    pub(super) fn bitor(a: &Lane, b: &Lane) -> Lane {
+        bits(a, b, |x, y| x | y)
+    }
+    #[inline(never)]
+    pub(super) fn is_nan(a: &Lane) -> Lane {
+        mask(a, a, |x, _| x.is_nan())
+    }
+    #[inline(never)]
+    pub(super) fn is_finite(a: &Lane) -> Lane {
+        mask(a, a, |x, _| x.is_finite())
+    }
+    #[inline(never)]
+    pub(super) fn gt(a: &Lane, b: &Lane) -> Lane {
+        mask(a, b, |x, y| x > y)
+    }
+    #[inline(never)]
+    pub(super) fn ge(a: &Lane, b: &Lane) -> Lane {
+        mask(a, b, |x, y| x >= y)
+    }
+    #[inline(never)]
+    pub(super) fn lt(a: &Lane, b: &Lane) -> Lane {
+        mask(a, b, |x, y| x < y)
+    }
+    #[inline(never)]
+    pub(super) fn eq(a: &Lane, b: &Lane) -> Lane {
+        mask(a, b, |x, y| x == y)
+    }
+    #[inline(never)]
+    pub(super) fn mul_add(a: &Lane, b: &Lane, c: &Lane) -> Lane {
+        let mut r = a.0;
+        for ((v, w), z) in r.iter_mut().zip(&b.0).zip(&c.0) {
+            *v = *v * *w + *z;
+        }
+        Lane(r)
+    }
+    #[inline(never)]
+    pub(super) fn mul_neg_add(a: &Lane, b: &Lane, c: &Lane) -> Lane {
+        let mut r = a.0;
+        for ((v, w), z) in r.iter_mut().zip(&b.0).zip(&c.0) {
+            *v = *z - *v * *w;
+        }
+        Lane(r)
+    }
+    #[inline(never)]
+    pub(super) fn select(m: &Lane, a: &Lane, b: &Lane) -> Lane {
+        let mut r = a.0;
+        for ((v, w), k) in r.iter_mut().zip(&b.0).zip(&m.0) {
+            let k = k.to_bits();
+            *v = f32::from_bits((v.to_bits() & k) | (w.to_bits() & !k));
+        }
+        Lane(r)
+    }
+    #[inline(never)]
+    pub(super) fn sqrt(a: &Lane) -> Lane {
+        by4(a, f32x4::sqrt)
+    }
+    #[inline(never)]
+    pub(super) fn ln(a: &Lane) -> Lane {
+        by4(a, f32x4::ln)
+    }
+}
 
 impl Lane {
     /// All lanes zero.
@@ -56,139 +204,102 @@ impl Lane {
         &self.0
     }
 
-    #[inline(always)]
-    fn map(self, f: impl Fn(f32) -> f32) -> Self {
-        let mut r = self.0;
-        for v in &mut r {
-            *v = f(*v);
-        }
-        Self(r)
-    }
-
-    #[inline(always)]
-    fn zip(self, b: Self, f: impl Fn(f32, f32) -> f32) -> Self {
-        let mut r = self.0;
-        for (v, w) in r.iter_mut().zip(b.0) {
-            *v = f(*v, w);
-        }
-        Self(r)
-    }
-
-    #[inline(always)]
-    fn bits(self, b: Self, f: impl Fn(u32, u32) -> u32) -> Self {
-        self.zip(b, |x, y| f32::from_bits(f(x.to_bits(), y.to_bits())))
-    }
-
-    #[inline(always)]
-    fn mask(self, b: Self, f: impl Fn(f32, f32) -> bool) -> Self {
-        self.zip(b, |x, y| if f(x, y) { TRUE } else { 0.0 })
-    }
-
-    /// Four lanes at a time through `wide`'s `f32x4`.
-    #[inline(always)]
-    fn by4(self, f: impl Fn(f32x4) -> f32x4) -> Self {
-        let mut r = self.0;
-        for c in r.chunks_exact_mut(4) {
-            let v = f(f32x4::new([c[0], c[1], c[2], c[3]])).to_array();
-            c.copy_from_slice(&v);
-        }
-        Self(r)
-    }
-
     /// `self * b + c`, two roundings.
-    #[inline(never)]
+    #[inline(always)]
     pub(crate) fn mul_add(self, b: Self, c: Self) -> Self {
-        (self * b) + c
+        ool::mul_add(&self, &b, &c)
     }
 
     /// `c - self * b`, two roundings.
-    #[inline(never)]
+    #[inline(always)]
     pub(crate) fn mul_neg_add(self, b: Self, c: Self) -> Self {
-        c - (self * b)
+        ool::mul_neg_add(&self, &b, &c)
     }
 
     /// Mask of the NaN lanes.
-    #[inline(never)]
+    #[inline(always)]
     pub(crate) fn is_nan(self) -> Self {
-        self.mask(self, |x, _| x.is_nan())
+        ool::is_nan(&self)
     }
 
     /// Mask of the finite lanes.
-    #[inline(never)]
+    #[inline(always)]
     pub(crate) fn is_finite(self) -> Self {
-        self.mask(self, |x, _| x.is_finite())
+        ool::is_finite(&self)
     }
 
     /// Mask of `self > b`.
-    #[inline(never)]
+    #[inline(always)]
     pub(crate) fn simd_gt(self, b: Self) -> Self {
-        self.mask(b, |x, y| x > y)
+        ool::gt(&self, &b)
     }
 
     /// Mask of `self >= b`.
-    #[inline(never)]
+    #[inline(always)]
     pub(crate) fn simd_ge(self, b: Self) -> Self {
-        self.mask(b, |x, y| x >= y)
+        ool::ge(&self, &b)
     }
 
     /// Mask of `self < b`.
-    #[inline(never)]
+    #[inline(always)]
     pub(crate) fn simd_lt(self, b: Self) -> Self {
-        self.mask(b, |x, y| x < y)
+        ool::lt(&self, &b)
     }
 
     /// Mask of `self == b`.
-    #[inline(never)]
+    #[inline(always)]
     pub(crate) fn simd_eq(self, b: Self) -> Self {
-        self.mask(b, |x, y| x == y)
+        ool::eq(&self, &b)
     }
 
     /// `if self { a } else { b }` bit by bit (`self` a mask).
-    #[inline(never)]
+    #[inline(always)]
     pub(crate) fn select(self, a: Self, b: Self) -> Self {
-        (self & a) | (!self & b)
+        ool::select(&self, &a, &b)
     }
 
     /// Whether the sign bit of every lane is set (every lane of a mask true).
-    #[inline(never)]
+    #[inline(always)]
     pub(crate) fn all(self) -> bool {
         self.0.iter().all(|v| v.is_sign_negative())
     }
 
     /// `f32::max` lane-wise.
-    #[inline(never)]
+    #[inline(always)]
     pub(crate) fn max(self, b: Self) -> Self {
-        self.zip(b, f32::max)
+        ool::max(&self, &b)
     }
 
-    /// `if self < b { b } else { self }` lane-wise.
-    #[inline(never)]
+    /// `if self > b { self } else { b }` lane-wise: the x86 `maxps` rule, which returns `b`
+    /// when either is NaN (so that `lanes::relu` keeps a NaN; `wide`'s scalar fallback
+    /// returns `self` there and would turn it into zero).
+    #[inline(always)]
     pub(crate) fn fast_max(self, b: Self) -> Self {
-        self.zip(b, |x, y| if x < y { y } else { x })
+        ool::fast_max(&self, &b)
     }
 
     /// `|self|` lane-wise (the sign bit cleared).
-    #[inline(never)]
+    #[inline(always)]
     pub(crate) fn abs(self) -> Self {
-        self.map(|x| f32::from_bits(x.to_bits() & 0x7fff_ffff))
+        ool::abs(&self)
     }
 
     /// `wide`'s square root.
-    #[inline(never)]
+    #[inline(always)]
     pub(crate) fn sqrt(self) -> Self {
-        self.by4(f32x4::sqrt)
+        ool::sqrt(&self)
     }
 
     /// `wide`'s `exp`, lane by lane ([`exp1`]).
-    #[inline(never)]
+    #[inline(always)]
     pub(crate) fn exp(self) -> Self {
-        self.map(exp1)
+        ool::exp(&self)
     }
 
     /// `wide`'s `ln`.
-    #[inline(never)]
+    #[inline(always)]
     pub(crate) fn ln(self) -> Self {
-        self.by4(f32x4::ln)
+        ool::ln(&self)
     }
 
     /// The 16 x 16 transpose: lane `l` of result `k` is lane `k` of `x[l]`.
@@ -204,55 +315,55 @@ impl Lane {
     }
 }
 
-macro_rules! binary {
-    ($($tr:ident $f:ident $atr:ident $af:ident $op:tt),*) => {$(
+macro_rules! operator {
+    ($($tr:ident $f:ident $atr:ident $af:ident),*) => {$(
         impl $tr for Lane {
             type Output = Self;
-            #[inline(never)]
+            #[inline(always)]
             fn $f(self, b: Self) -> Self {
-                self.zip(b, |x, y| x $op y)
+                ool::$f(&self, &b)
             }
         }
         impl $atr for Lane {
             #[inline(always)]
             fn $af(&mut self, b: Self) {
-                *self = *self $op b;
+                *self = ool::$f(self, &b);
             }
         }
     )*};
 }
-binary!(Add add AddAssign add_assign +, Sub sub SubAssign sub_assign -,
-    Mul mul MulAssign mul_assign *, Div div DivAssign div_assign /);
+operator!(Add add AddAssign add_assign, Sub sub SubAssign sub_assign,
+    Mul mul MulAssign mul_assign, Div div DivAssign div_assign);
 
 impl Neg for Lane {
     type Output = Self;
-    #[inline(never)]
+    #[inline(always)]
     fn neg(self) -> Self {
-        self.map(|x| -x)
+        ool::neg(&self)
     }
 }
 
 impl BitAnd for Lane {
     type Output = Self;
-    #[inline(never)]
+    #[inline(always)]
     fn bitand(self, b: Self) -> Self {
-        self.bits(b, |x, y| x & y)
+        ool::bitand(&self, &b)
     }
 }
 
 impl BitOr for Lane {
     type Output = Self;
-    #[inline(never)]
+    #[inline(always)]
     fn bitor(self, b: Self) -> Self {
-        self.bits(b, |x, y| x | y)
+        ool::bitor(&self, &b)
     }
 }
 
 impl Not for Lane {
     type Output = Self;
-    #[inline(never)]
+    #[inline(always)]
     fn not(self) -> Self {
-        self.map(|x| f32::from_bits(!x.to_bits()))
+        ool::not(&self)
     }
 }
 
@@ -266,7 +377,7 @@ pub(crate) fn ln(x1: Lane) -> Lane {
     if !ok {
         return x1.ln();
     }
-    x1.map(ln_horner)
+    map(&x1, ln_horner)
 }
 
 /// One lane of [`ln`]: the steps of the `f32x16` version, in the same order and roundings.
@@ -324,7 +435,9 @@ pub(crate) fn sum4x4(p: &[Lane; 4]) -> Lane {
 /// `2^n` for integer-valued `n` in `[-126, 127]`, from the exponent bits.
 #[inline(always)]
 pub(crate) fn pow2i(n: Lane) -> Lane {
-    (n + Lane::splat(8_388_608.0 + 127.0)).map(|b| f32::from_bits(b.to_bits() << 23))
+    map(&(n + Lane::splat(8_388_608.0 + 127.0)), |b| {
+        f32::from_bits(b.to_bits() << 23)
+    })
 }
 
 /// Whether the memory of blocks can be viewed as rows ([`as_rows_mut`]): not with this
