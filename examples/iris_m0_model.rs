@@ -7,10 +7,12 @@
 //!
 //! ```text
 //! cargo run --release --example iris_m0_model > examples/cortex-m0/src/model.rs
+//! (cd examples/cortex-m0 && cargo fmt)
 //! ```
 //!
-//! Training is deterministic (seed 3, Adam with learning rate 0.01, 400 full-batch epochs),
-//! so an x86-64 build without FMA regenerates the committed file byte for byte.
+//! Training is deterministic (seed 3, Adam with learning rate 0.01, 400 full-batch epochs):
+//! a build with the same `SIMD_LEVEL` as the one recorded in the file's header regenerates it
+//! byte for byte; another may differ in the last bits of some weights (FMA or not).
 
 #[path = "support/data.rs"]
 mod data;
