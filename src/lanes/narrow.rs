@@ -475,7 +475,7 @@ pub(crate) fn exp1(x: f32) -> f32 {
     if finite && x > 88.723 || !finite && !x.is_sign_negative() {
         return f32::INFINITY;
     }
-    if finite && x < -103.63 || !finite {
+    if !finite || x < -103.63 {
         return 0.0;
     }
     let r = round_ties_even(x * core::f32::consts::LOG2_E);
