@@ -499,6 +499,20 @@ impl<const I: usize, const O: usize, A: Activation> Dense<I, O, A> {
     // their own, below. Inlined so that `predict_one` keeps the hidden layer in registers.
     #[inline(always)]
     pub(crate) fn forward_one<const RELU: bool>(&self, x: &[f32; I], y: &mut [f32; O]) {
+        if I == 4 && O.is_multiple_of(16) && lanes::NARROW {
+            // Microcontrollers: the sums below one output at a time, in the same order and
+            // roundings (products, then `(p0 + p1) + (p2 + p3)`, then the bias), without the
+            // five lanes (320 bytes) of stack.
+            for ((yv, row), &b) in y.iter_mut().zip(&self.w).zip(&self.b) {
+                let v = b + ((row[0] * x[0] + row[1] * x[1]) + (row[2] * x[2] + row[3] * x[3]));
+                *yv = if !RELU || v > 0.0 || v.is_nan() {
+                    v
+                } else {
+                    0.0
+                };
+            }
+            return;
+        }
         if I == 4 && O.is_multiple_of(16) {
             // PERF: rows of four inputs (Iris's hidden layer): the weights are read as they
             // lie, sixteen floats (four rows) a vector, multiplied by the input repeated four
@@ -540,29 +554,49 @@ impl<const I: usize, const O: usize, A: Activation> Dense<I, O, A> {
         let xt = lanes::load_partial(&x[16 * full..]);
         let flat = self.w.as_flattened();
         let mut j = 0;
+        // Output `jr`'s sixteen partial sums: lane `l` adds the products of inputs `l`,
+        // `16 + l`, ... in that order.
+        let row_sums = |jr: usize| {
+            let row = &self.w[jr];
+            let mut s = lanes::zero();
+            for c in 0..full {
+                let cr = 16 * c..16 * c + 16;
+                s = lanes::fma(lanes::load16(&row[cr.clone()]), lanes::load16(&x[cr]), s);
+            }
+            if tail > 0 {
+                // PERF: a full 16-float load that runs into the next rows (their products
+                // with the zero lanes of `xt` are zero; weights are finite) instead of
+                // assembling a padded lane on the stack, which stalls store forwarding.
+                let start = jr * I + 16 * full;
+                let w = if start + 16 <= flat.len() {
+                    lanes::load16(&flat[start..start + 16])
+                } else {
+                    lanes::load_partial(&flat[start..start + tail])
+                };
+                s = lanes::fma(w, xt, s);
+            }
+            s
+        };
+        if lanes::NARROW {
+            // Microcontrollers: each output reduced as soon as its sums are known, with no
+            // sixteen accumulators (1 KiB of stack) and no transposing reduction; bit for bit
+            // the values below (`sum16` and `sum4` give `lanes::sum` of each accumulator,
+            // and the vector ReLU is this one).
+            for (jr, (yv, &b)) in y.iter_mut().zip(&self.b).enumerate() {
+                let v = b + lanes::sum(row_sums(jr));
+                *yv = if !RELU || v > 0.0 || v.is_nan() {
+                    v
+                } else {
+                    0.0
+                };
+            }
+            return;
+        }
         while j < O {
             let rn = (O - j).min(16);
             let mut acc = [lanes::zero(); 16];
             for (r, a) in acc.iter_mut().enumerate().take(rn) {
-                let row = &self.w[j + r];
-                let mut s = lanes::zero();
-                for c in 0..full {
-                    let cr = 16 * c..16 * c + 16;
-                    s = lanes::fma(lanes::load16(&row[cr.clone()]), lanes::load16(&x[cr]), s);
-                }
-                if tail > 0 {
-                    // PERF: a full 16-float load that runs into the next rows (their products
-                    // with the zero lanes of `xt` are zero; weights are finite) instead of
-                    // assembling a padded lane on the stack, which stalls store forwarding.
-                    let start = (j + r) * I + 16 * full;
-                    let w = if start + 16 <= flat.len() {
-                        lanes::load16(&flat[start..start + 16])
-                    } else {
-                        lanes::load_partial(&flat[start..start + tail])
-                    };
-                    s = lanes::fma(w, xt, s);
-                }
-                *a = s;
+                *a = row_sums(j + r);
             }
             if rn < 4 {
                 // PERF: a few outputs (4-32-3's output layer) are cheaper reduced by the

@@ -14,12 +14,21 @@ use crate::layer::{InBlock, Layer, LayerKernel, ShapeKernel};
 use crate::network::{InRow, NetWorkspace, Network, OptimizerState, OutRow, Target};
 use crate::optim::Optimizer;
 
-/// Blocks of sixteen samples in a training tile.
-pub(crate) const TILE_BLOCKS: usize = 8;
+/// Blocks of sixteen samples in a training tile: 8 where `wide` has SIMD, 1 with the narrow
+/// lane of targets without it (`lanes`), where the tile is most of a workspace's memory and
+/// there are no parallel FMA pipes for a long tile to keep busy.
+pub(crate) const TILE_BLOCKS: usize = if lanes::NARROW { 1 } else { 8 };
 
 /// Samples in a training tile: the activations of this many samples are kept (in the
 /// workspace) between the forward and the backward pass, and each weight gradient is reduced
 /// across lanes once per tile.
+///
+/// 128 (eight blocks of sixteen) on targets where `wide` has SIMD (x86 with SSE2, aarch64
+/// with NEON, wasm32 with simd128); 16 (one block) on the others, such as Cortex-M and
+/// RISC-V microcontrollers, so that a [`Workspace`](crate::Workspace) or
+/// [`NetWorkspace`](crate::NetWorkspace) is an eighth of the size. Results depend on it only
+/// through the order in which the per-tile sums are added (one tile or several), so the same
+/// program on the two kinds of target agrees to rounding.
 pub const TILE_SAMPLES: usize = TILE_BLOCKS * LANES;
 
 /// The network, shared (for `gradients`) or unique (for training).
@@ -237,10 +246,13 @@ pub(crate) fn tile_inputs<'a, L: Layer>(
     let first = t * TILE_SAMPLES;
     let count = (inputs.len() - first).min(TILE_SAMPLES);
     match inputs {
-        Inputs::Rows(x) => (&wx[..nb], Some(&x[first..first + count])),
+        Inputs::Rows(x) => (
+            &wx[..nb],
+            lanes::ROW_VIEW.then_some(&x[first..first + count]),
+        ),
         Inputs::Blocks { x, .. } => {
             let xt = &x[first / LANES..first / LANES + nb];
-            if <L::In as crate::layer::Shape>::N < 16 {
+            if !lanes::ROW_VIEW || <L::In as crate::layer::Shape>::N < 16 {
                 return (xt, None);
             }
             let rows = &mut <L::In as ShapeKernel>::as_rows_mut(&mut wx[..])[..count];

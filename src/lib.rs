@@ -94,7 +94,7 @@
 //!
 //! Wider layers use register tiles over blocks: the forward and input-gradient kernels
 //! compute 4 outputs of 4 blocks at once (each broadcast weight feeds 4 FMAs), the weight
-//! gradient keeps 16 accumulators per register tile across a whole tile of 128 samples and
+//! gradient keeps 16 accumulators per register tile across a whole tile ([`TILE_SAMPLES`]) and
 //! reduces them across lanes together, once per tile. The first layer of a model with 16
 //! inputs or more computes its weight gradients from the input *rows* instead (lanes over
 //! 16 inputs, a broadcast output gradient per sample), which needs no cross-lane reduction
@@ -105,8 +105,10 @@
 //! ## Numerics
 //! - `f32` throughout; sums over a batch are accumulated per lane and reduced in one fixed
 //!   order, the same on every target. Results differ between targets only where one has FMA
-//!   and the other does not (one rounding instead of two); on one build they are
-//!   deterministic.
+//!   and the other does not (one rounding instead of two), and where the training tile
+//!   differs: [`TILE_SAMPLES`] is 128 where `wide` has SIMD and 16 on targets without it
+//!   (microcontrollers, `--cfg fusedprop_narrow`), whose per-tile sums are added in another
+//!   grouping. On one build results are deterministic.
 //! - Softmax subtracts the row maximum, the loss uses log-sum-exp: finite for logits up to
 //!   `±1e30`.
 //! - `ln` uses `wide`'s range reduction and coefficients but Horner's rule, so it never forms
@@ -190,7 +192,9 @@ pub use parallel::{PAR_MIN_FLOP, ParWorkspace};
 
 /// The SIMD instruction set this build uses for its lanes, decided at compile time:
 /// `"avx512+fma"`, `"avx2+fma"`, `"avx"`, `"sse4.1"`, `"sse2"`, `"neon"`, `"simd128"` or
-/// `"scalar"`. Record it with every benchmark.
+/// `"scalar"` (targets without SIMD, such as Cortex-M and RISC-V, and builds with
+/// `--cfg fusedprop_narrow`: lanes of sixteen floats in loops, one-block tiles). Record it
+/// with every benchmark.
 pub const SIMD_LEVEL: &str = lanes::SIMD_LEVEL;
 
 /// A one-line hint when this build leaves SIMD on the table: it was compiled without FMA and

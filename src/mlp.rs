@@ -4,8 +4,8 @@
 //! count, `Gradients` with named layers).
 //!
 //! # The training step
-//! Samples are processed in tiles of up to [`TILE_SAMPLES`] (eight blocks of sixteen). For
-//! each tile:
+//! Samples are processed in tiles of up to [`TILE_SAMPLES`] (eight blocks of sixteen where
+//! `wide` has SIMD, one block elsewhere). For each tile:
 //!
 //! ```text
 //! forward   a = relu(W1 x + b1)          z = W2 a + b2
