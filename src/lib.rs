@@ -136,6 +136,7 @@ pub mod activation;
 pub mod batch;
 pub mod dense;
 mod error;
+pub mod fit;
 #[cfg(feature = "std")]
 pub mod gradcheck;
 pub mod head;
@@ -167,6 +168,10 @@ pub use activation::{
 pub use batch::PackedBatch;
 pub use dense::{Accumulate, Dense, DenseGrads};
 pub use error::Error;
+pub use fit::{
+    BatchLog, EarlyStopping, EpochLog, FitConfig, FitData, FitError, FitSummary, FitWorkspace,
+    Monitor, Schedule, Shuffle, Stop,
+};
 pub use head::{BinaryCrossEntropy, Classifier, Head, MeanSquaredError, SoftmaxCrossEntropy};
 pub use layer::{Chain, Dim, Layer, LayerInfo, Shape};
 pub use loss::{softmax_cross_entropy_backward, sparse_categorical_cross_entropy};
