@@ -137,6 +137,8 @@ pub mod batch;
 pub mod dense;
 mod error;
 pub mod fit;
+#[cfg(feature = "rayon")]
+pub mod fit_par;
 #[cfg(feature = "std")]
 pub mod gradcheck;
 pub mod head;
