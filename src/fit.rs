@@ -396,6 +396,9 @@ impl FitConfig {
     }
 }
 
+/// Inputs with their targets.
+type Samples<'a, L, H> = (&'a [InRow<L>], &'a [Target<L, H>]);
+
 /// The data of a [`Network::fit`]: the training samples and targets, the caller's buffer for
 /// the permutation (one entry per training sample), and optionally validation data and the
 /// network that keeps the best weights for [`EarlyStopping::restore_best_weights`].
@@ -403,7 +406,7 @@ pub struct FitData<'a, L: Layer, H: Head<L::Out>> {
     x: &'a [InRow<L>],
     y: &'a [Target<L, H>],
     order: &'a mut [usize],
-    validation: Option<(&'a [InRow<L>], &'a [Target<L, H>])>,
+    validation: Option<Samples<'a, L, H>>,
     best: Option<&'a mut Network<L, H>>,
     rng: Option<&'a mut dyn rand_core::Rng>,
     on_batch: Option<&'a mut dyn FnMut(&BatchLog)>,

@@ -257,7 +257,7 @@ fn fit_does_not_allocate() {
     let mut state = Box::new(OptimizerState::<L, Adam>::new());
     let mut ws = Box::new(FitWorkspace::<L, SoftmaxCrossEntropy, 4>::ZERO);
     let mut order = vec![0usize; x.len()];
-    let mut history = vec![0.0f32; 20];
+    let mut history = [0.0f32; 20];
     let mut steps = 0usize;
     let es = EarlyStopping::new(Monitor::ValAccuracy)
         .patience(3)
