@@ -731,6 +731,35 @@ impl<L: Layer, H: Head<L::Out>> Network<L, H> {
     /// The batches are gathered into `ws` (at most [`FitWorkspace::CAPACITY`] samples) and
     /// trained bit for bit as [`Network::train_step`] trains the same rows.
     ///
+    /// Regression (targets are rows), batches of 8 shuffled, the last partial batch dropped,
+    /// a step decay of the learning rate, the history recorded by the callback, and a stop
+    /// once the loss is low enough:
+    /// ```
+    /// use core::ops::ControlFlow;
+    /// use fusedprop::{chain, Dense, FitConfig, FitData, FitWorkspace, MeanSquaredError,
+    ///                 Momentum, Network, OptimizerState, Schedule, Stop, Tanh};
+    ///
+    /// type L = chain![Dense<1, 16, Tanh>, Dense<16, 1>];
+    /// let x: Vec<[f32; 1]> = (0..100).map(|i| [i as f32 / 50.0 - 1.0]).collect();
+    /// let y: Vec<[f32; 1]> = x.iter().map(|v| [v[0] * v[0]]).collect();
+    /// let mut net = Network::<L, MeanSquaredError>::new(3);
+    /// let (opt, mut state) = (Momentum::new(0.05, 0.9)?, OptimizerState::new());
+    /// let mut ws = FitWorkspace::<L, MeanSquaredError, 1>::new();
+    /// let mut order = vec![0; x.len()];
+    /// let config = FitConfig::new(8, 500)
+    ///     .shuffle(1)
+    ///     .drop_last(true)
+    ///     .schedule(Schedule::Step { every_epochs: 100, factor: 0.5 });
+    /// let mut history = [0.0f32; 500];
+    /// let s = net.fit(FitData::new(&x, &y, &mut order), &opt, &mut state, &mut ws, &config, |log| {
+    ///     history[log.epoch] = log.loss;
+    ///     if log.loss < 2e-3 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+    /// })?;
+    /// assert_eq!(s.stop, Stop::Callback);
+    /// assert_eq!(state.steps(), 12 * s.epochs as u64); // 100 / 8 = 12 full batches an epoch
+    /// # Ok::<(), fusedprop::FitError>(())
+    /// ```
+    ///
     /// # Errors
     /// Before the first step, with no epoch: [`Error::InvalidArgument`] for a batch size of 0
     /// or over the workspace's capacity, a `drop_last` that leaves no batch, a schedule's

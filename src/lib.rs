@@ -47,6 +47,10 @@
 //! - optimizers, as Keras defines them: [`Sgd`], [`Momentum`] (and Nesterov), [`Adam`] (and
 //!   AdamW, and PyTorch's placement of ε), with their state in a caller-owned
 //!   [`OptimizerState`];
+//! - training loops: [`Network::fit`], Keras's `model.fit` with no heap (mini-batches in
+//!   order or shuffled per epoch, validation, learning-rate [`Schedule`]s,
+//!   [`EarlyStopping`], callbacks), and with feature `rayon` `fit_par::fit_each`, many models
+//!   at once;
 //! - weights in and out: [`Network::read_keras`] (`model.get_weights()` order),
 //!   [`Network::read_torch`] (`state_dict` order), [`Network::write_params`] /
 //!   [`Network::read_params`]; a Keras-like summary with `Display`.
