@@ -61,8 +61,9 @@ proptest! {
         let mut b: Vec<usize> = (0..n).rev().collect();
         epoch_order(&mut b, Shuffle::Seed(seed), epoch, None);
         prop_assert_eq!(&a, &b);
-        if n >= 8 {
-            // Another epoch or seed gives another permutation (8! makes a clash negligible).
+        if n >= 12 {
+            // Another epoch or seed gives another permutation (1 / 12! makes a clash
+            // negligible).
             let mut c = vec![0; n];
             epoch_order(&mut c, Shuffle::Seed(seed), epoch + 1, None);
             prop_assert_ne!(&a, &c);
@@ -108,6 +109,10 @@ proptest! {
                                           decay_steps in 1u64..10_000, rate in 0.05f32..1.5, alpha in 0.0f32..=1.0,
                                           every in 1usize..50, staircase: bool) {
         let close = |got: f32, want: f64| {
+            if want > f64::from(f32::MAX) {
+                // Past f32's range the rate is infinite (and `fit` refuses it).
+                return got == f32::INFINITY;
+            }
             let tol = 2.0 * f64::from(f32::EPSILON) * want.abs() + 1e-30;
             (f64::from(got) - want).abs() <= tol
         };
