@@ -402,6 +402,28 @@ type Samples<'a, L, H> = (&'a [InRow<L>], &'a [Target<L, H>]);
 /// The data of a [`Network::fit`]: the training samples and targets, the caller's buffer for
 /// the permutation (one entry per training sample), and optionally validation data and the
 /// network that keeps the best weights for [`EarlyStopping::restore_best_weights`].
+///
+/// With a generator of your own (any [`rand_core::Rng`]): each epoch's permutation is drawn
+/// from it.
+/// ```
+/// use core::ops::ControlFlow;
+/// use fusedprop::rng::SplitMix64;
+/// use fusedprop::{chain, Dense, FitConfig, FitData, FitWorkspace, Network, OptimizerState,
+///                 Relu, Sgd, SoftmaxCrossEntropy};
+/// type L = chain![Dense<2, 8, Relu>, Dense<8, 2>];
+/// let x = [[0.0, 1.0], [1.0, 0.0], [1.0, 1.0], [0.0, 0.0]];
+/// let y = [1, 1, 0, 0];
+/// let train = |seed| {
+///     let mut net = Network::<L, SoftmaxCrossEntropy>::new(1);
+///     let (mut state, mut ws) = (OptimizerState::new(), FitWorkspace::<L, _, 1>::new());
+///     let (mut order, mut rng) = ([0; 4], SplitMix64::new(seed));
+///     let data = FitData::new(&x, &y, &mut order).rng(&mut rng);
+///     net.fit(data, &Sgd::new(0.1).unwrap(), &mut state, &mut ws, &FitConfig::new(2, 10),
+///             |_| ControlFlow::Continue(())).unwrap();
+///     net
+/// };
+/// assert!(train(5) == train(5));
+/// ```
 pub struct FitData<'a, L: Layer, H: Head<L::Out>> {
     x: &'a [InRow<L>],
     y: &'a [Target<L, H>],
@@ -476,6 +498,14 @@ impl<L: Layer, H: Head<L::Out>> fmt::Debug for FitData<'_, L, H> {
 /// Caller-owned memory for [`Network::fit`]: the step's [`NetWorkspace`] and a batch of up
 /// to `16 * B` samples gathered into lanes. `B` bounds the batch size
 /// ([`FitWorkspace::CAPACITY`]); [`FitWorkspace::ZERO`] is a `const` for statics.
+///
+/// ```
+/// use fusedprop::{chain, Dense, FitWorkspace, Relu, SoftmaxCrossEntropy};
+/// type L = chain![Dense<4, 8, Relu>, Dense<8, 3>];
+/// // Batches of up to 64 samples; a large workspace goes in a Box or a static.
+/// let ws = Box::new(FitWorkspace::<L, SoftmaxCrossEntropy, 4>::ZERO);
+/// assert_eq!(FitWorkspace::<L, SoftmaxCrossEntropy, 4>::CAPACITY, 64);
+/// ```
 pub struct FitWorkspace<L: Layer, H: Head<L::Out>, const B: usize> {
     step: NetWorkspace<L>,
     x: [InBlock<L>; B],
@@ -606,6 +636,27 @@ pub struct FitSummary {
 /// An error of [`Network::fit`]: the [`Error`], and where training was when it happened
 /// (`None` for an error in the arguments or the data, found before the first step). A step
 /// that was refused left the weights and the optimizer state as they were before it.
+///
+/// ```
+/// use core::ops::ControlFlow;
+/// use fusedprop::{chain, Adam, Dense, Error, FitConfig, FitData, FitWorkspace, MeanSquaredError,
+///                 Network, OptimizerState, Tanh};
+/// type L = chain![Dense<1, 4, Tanh>, Dense<4, 1>];
+/// let x = [[0.5f32]; 32];
+/// let mut y = [[1.0f32]; 32];
+/// y[20] = [1e19]; // in the second batch of 16: Adam's second moment would overflow
+/// let mut net = Network::<L, MeanSquaredError>::new(1);
+/// let (adam, mut state, mut ws) = (Adam::new(0.01)?, OptimizerState::new(), FitWorkspace::<L, _, 1>::new());
+/// let mut order = [0; 32];
+/// let err = net
+///     .fit(FitData::new(&x, &y, &mut order), &adam, &mut state, &mut ws,
+///          &FitConfig::new(16, 5), |_| ControlFlow::Continue(()))
+///     .unwrap_err();
+/// assert_eq!((err.epoch, err.batch, err.error), (Some(0), Some(1), Error::UpdateOverflow));
+/// assert!(err.to_string().starts_with("epoch 1, batch 2: "));
+/// assert_eq!(state.steps(), 1); // the first batch's step, and nothing of the refused one
+/// # Ok::<(), Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FitError {
     /// What went wrong.
