@@ -16,8 +16,8 @@ use std::ops::ControlFlow;
 use arbitrary::Unstructured;
 use fusedprop::{
     Adam, BatchLog, Dense, EarlyStopping, FitConfig, FitData, FitWorkspace, Head, Layer,
-    MeanSquaredError, Monitor, Network, OptimizerState, Relu, Schedule, Sgd,
-    SoftmaxCrossEntropy, Tanh, chain, network::Target,
+    MeanSquaredError, Monitor, Network, OptimizerState, Relu, Schedule, Sgd, SoftmaxCrossEntropy,
+    Tanh, chain, network::Target,
 };
 use fusedprop_fuzz::*;
 use libfuzzer_sys::fuzz_target;
@@ -184,7 +184,9 @@ fn fit_with<L: Layer, H: Head<L::Out>, P: fusedprop::Optimizer>(
         let idx = &perm[b.batch * bs..(b.batch * bs + b.size)];
         let bx: Vec<_> = idx.iter().map(|&i| x[i]).collect();
         let by: Vec<_> = idx.iter().map(|&i| y[i]).collect();
-        let o = opt.with_learning_rate(b.learning_rate).expect("a rate fit used");
+        let o = opt
+            .with_learning_rate(b.learning_rate)
+            .expect("a rate fit used");
         let l = twin
             .train_step(&bx, &by, &o, &mut st, &mut nws)
             .expect("a step fit took");
