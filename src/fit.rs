@@ -743,6 +743,24 @@ pub fn epoch_order<'r>(
     }
 }
 
+/// Copies every weight and bias of `src` into `dst`, slice by slice in place: no temporary
+/// the size of the network (a large one would need it on the stack), and nothing but the
+/// parameters (an activation's own parameter, such as a leaky ReLU's slope, stays `dst`'s).
+fn copy_weights<L: Layer, H: Head<L::Out>>(dst: &mut Network<L, H>, src: &Network<L, H>) {
+    let mut k = 0;
+    dst.layers.visit_mut(&mut |d: &mut [f32]| {
+        // The k-th slice of `src`: a walk over the 2 * depth slices, copying one.
+        let mut j = 0;
+        src.layers.visit(&mut |s: &[f32]| {
+            if j == k {
+                d.copy_from_slice(s);
+            }
+            j += 1;
+        });
+        k += 1;
+    });
+}
+
 /// The state of early stopping between epochs.
 struct Watch {
     es: EarlyStopping,
@@ -1017,7 +1035,7 @@ impl<L: Layer, H: Head<L::Out>> Network<L, H> {
                     && w.es.restore_best
                     && let Some(b) = best.as_deref_mut()
                 {
-                    b.clone_from(self);
+                    copy_weights(b, self);
                 }
             }
             summary.epochs = epoch + 1;
@@ -1041,7 +1059,7 @@ impl<L: Layer, H: Head<L::Out>> Network<L, H> {
                 && w.best_epoch.is_some()
                 && let Some(b) = best.as_deref()
             {
-                self.clone_from(b);
+                copy_weights(self, b);
                 summary.restored = true;
             }
         }
