@@ -296,16 +296,22 @@ fn run_fit(
         state.steps()
     );
     if let Some(path) = &args.plot {
-        plot_losses(path, &curve).map_err(|e| format!("{path}: {e}"))?;
+        let restored = summary
+            .best_epoch
+            .filter(|_| summary.restored)
+            .map(|b| b + 1);
+        plot_losses(path, &curve, restored).map_err(|e| format!("{path}: {e}"))?;
         println!("Loss curves written to {path}");
     }
     Ok(())
 }
 
-/// The training and validation loss per epoch, as two lines in an SVG file.
+/// The training and validation loss per epoch, as two lines in an SVG file, and the epoch
+/// whose weights early stopping restored, as a vertical line.
 fn plot_losses(
     path: &str,
     curve: &[(usize, f32, Option<f32>)],
+    restored: Option<usize>,
 ) -> Result<(), Box<dyn std::error::Error>> {
     use plotters::prelude::*;
     let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
@@ -342,6 +348,13 @@ fn plot_losses(
             ))?
             .label("validation loss")
             .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], RED.stroke_width(2)));
+    }
+    if let Some(b) = restored {
+        let green = RGBColor(0, 140, 60);
+        chart
+            .draw_series(LineSeries::new([(b, 0.0), (b, top)], green.stroke_width(1)))?
+            .label(format!("best epoch {b} (weights restored)"))
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], green.stroke_width(1)));
     }
     chart
         .configure_series_labels()
