@@ -11,8 +11,8 @@ mod data;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use fusedprop::rng::SplitMix64;
-use fusedprop::{Mlp, SIMD_LEVEL, Sgd, Workspace};
+use fusedprop::rng::{SplitMix64, shuffle};
+use fusedprop::{Mlp, PackedBatch, SIMD_LEVEL, Sgd, Workspace};
 
 struct Args {
     epochs: usize,
@@ -42,18 +42,10 @@ fn parse_args() -> Result<Args, String> {
             other => return Err(format!("unknown argument {other:?} (try --help)")),
         }
     }
-    if args.epochs == 0 || args.batch == 0 {
-        return Err("--epochs and --batch must be at least 1".into());
+    if args.epochs == 0 || args.batch == 0 || args.batch > 256 {
+        return Err("--epochs must be at least 1, --batch in 1..=256".into());
     }
     Ok(args)
-}
-
-/// Fisher-Yates shuffle driven by SplitMix64 (reproducible on every target).
-fn shuffle<T>(v: &mut [T], rng: &mut SplitMix64) {
-    for i in (1..v.len()).rev() {
-        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
-        v.swap(i, j);
-    }
 }
 
 fn main() -> ExitCode {
@@ -105,22 +97,22 @@ fn run() -> Result<(), String> {
 
     let mut trained = Duration::ZERO;
     let mut perm: Vec<usize> = (0..train_x.len()).collect();
-    let mut bx: Vec<[f32; 64]> = Vec::with_capacity(args.batch);
-    let mut by: Vec<u32> = Vec::with_capacity(args.batch);
+    // Each mini-batch is gathered from the permutation straight into lanes (up to 16 * 16
+    // = 256 samples), in a batch reused across steps.
+    let mut batch: Box<PackedBatch<64, 16>> = Box::new(PackedBatch::ZERO);
     for epoch in 1..=args.epochs {
-        // A seeded reshuffle each epoch; each mini-batch is gathered into reused buffers.
+        // A seeded reshuffle each epoch (Fisher-Yates on SplitMix64).
         shuffle(&mut perm, &mut rng);
         let start = Instant::now();
         let mut total = 0.0f64;
         for idx in perm.chunks(args.batch) {
-            bx.clear();
-            by.clear();
-            bx.extend(idx.iter().map(|&i| train_x[i]));
-            by.extend(idx.iter().map(|&i| train_y[i]));
-            let loss = model
-                .train_step(&bx, &by, &sgd, &mut ws)
+            batch
+                .fill_indices(&train_x, &train_y, idx)
                 .map_err(|e| format!("epoch {epoch}: {e}"))?;
-            total += f64::from(loss) * bx.len() as f64;
+            let loss = model
+                .train_step_packed(&batch, &sgd, &mut ws)
+                .map_err(|e| format!("epoch {epoch}: {e}"))?;
+            total += f64::from(loss) * idx.len() as f64;
         }
         trained += start.elapsed();
         println!(

@@ -131,6 +131,90 @@ impl<const I: usize, const B: usize> PackedBatch<I, B> {
         Ok(())
     }
 
+    /// Replaces the contents with the samples `idx` of `x` and `labels`, in that order,
+    /// gathered straight into lanes (a shuffled mini-batch with no row copy in between):
+    /// the same batch as [`PackedBatch::fill`] of the rows `x[idx[0]], x[idx[1]], ...`.
+    ///
+    /// ```
+    /// use fusedprop::{Mlp, PackedBatch, Sgd, Workspace};
+    /// let x = [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]];
+    /// let labels = [0, 1, 2];
+    /// let mut a = PackedBatch::<2, 1>::ZERO;
+    /// a.fill_indices(&x, &labels, &[2, 0])?;
+    /// let b = PackedBatch::<2, 1>::from_rows(&[x[2], x[0]], &[2, 0])?;
+    /// let (mut m1, mut ws) = (Mlp::<2, 8, 3>::new(1), Workspace::new());
+    /// let mut m2 = m1.clone();
+    /// let sgd = Sgd::new(0.1)?;
+    /// let (l1, l2) = (m1.train_step_packed(&a, &sgd, &mut ws)?, m2.train_step_packed(&b, &sgd, &mut ws)?);
+    /// assert_eq!(l1.to_bits(), l2.to_bits());
+    /// assert_eq!(m1, m2);
+    /// # Ok::<(), fusedprop::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::EmptyBatch`] for no indices; [`Error::LengthMismatch`] if
+    /// `labels.len() != x.len()` or if there are more indices than the capacity;
+    /// [`Error::InvalidArgument`] (`"sample index"`) for an index past the end of `x`;
+    /// [`Error::NonFinite`] (`"input"`, the index of the sample in `x`) for a NaN or
+    /// infinite input. On error the batch is left empty.
+    pub fn fill_indices(
+        &mut self,
+        x: &[[f32; I]],
+        labels: &[u32],
+        idx: &[usize],
+    ) -> Result<(), Error> {
+        self.n = 0;
+        if idx.is_empty() {
+            return Err(Error::EmptyBatch);
+        }
+        same_len("labels", x.len(), labels.len())?;
+        if idx.len() > Self::CAPACITY {
+            return Err(Error::LengthMismatch {
+                what: "samples over the capacity",
+                expected: Self::CAPACITY,
+                found: idx.len(),
+            });
+        }
+        if let Some(&i) = idx.iter().find(|&&i| i >= x.len()) {
+            return Err(Error::InvalidArgument {
+                what: "sample index",
+                value: i as f64,
+                expected: "below the number of samples",
+            });
+        }
+        if let Some(&i) = idx.iter().find(|&&i| !x[i].iter().all(|v| v.is_finite())) {
+            return Err(Error::NonFinite {
+                what: "input",
+                index: Some(i),
+            });
+        }
+        let mut max_x = lanes::zero();
+        let mut rows = [[0.0f32; I]; LANES];
+        let mut ls = [0u32; LANES];
+        for (b, (xb, yb)) in self.x.iter_mut().zip(self.y.iter_mut()).enumerate() {
+            let start = (b * LANES).min(idx.len());
+            let end = (start + LANES).min(idx.len());
+            let ids = &idx[start..end];
+            for ((r, l), &i) in rows.iter_mut().zip(ls.iter_mut()).zip(ids) {
+                *r = x[i];
+                *l = labels[i];
+            }
+            lanes::load_rows(&rows[..ids.len()], xb);
+            *yb = lanes::labels(&ls[..ids.len()]);
+            for &v in xb.iter() {
+                max_x = lanes::max(max_x, lanes::abs(v));
+            }
+        }
+        self.max_x = max_x;
+        self.inexact_label = idx
+            .iter()
+            .enumerate()
+            .find(|&(_, &i)| labels[i] >= 1 << 24)
+            .map(|(k, &i)| (k, labels[i]));
+        self.n = idx.len();
+        Ok(())
+    }
+
     /// The number of samples.
     #[must_use]
     #[inline]

@@ -117,6 +117,15 @@ pub(crate) mod sealed {
             let _ = y;
             None
         }
+        /// A target of zeros (for the gather buffers of `fit`).
+        const TARGET_ZERO: Self::T;
+        /// The class a target names, for accuracy: the label of a
+        /// [`SoftmaxCrossEntropy`] target, `t > 0.5` for a one-output
+        /// [`BinaryCrossEntropy`]; `None` for heads that do not classify.
+        fn target_class(t: &Self::T) -> Option<u32> {
+            let _ = t;
+            None
+        }
     }
 }
 
@@ -129,6 +138,11 @@ impl<const O: usize> sealed::HeadKernel<Dim<O>> for SoftmaxCrossEntropy {
     type T = u32;
     type TBlock = Lane;
     const CLASSES: usize = O;
+    const TARGET_ZERO: u32 = 0;
+
+    fn target_class(t: &u32) -> Option<u32> {
+        Some(*t)
+    }
     const MIN_OUTPUTS: usize = 2;
     const TARGETS: &'static str = "labels";
 
@@ -229,6 +243,7 @@ impl<const O: usize> sealed::HeadKernel<Dim<O>> for MeanSquaredError {
     type T = [f32; O];
     type TBlock = [Lane; O];
     const CLASSES: usize = 0;
+    const TARGET_ZERO: [f32; O] = [0.0; O];
 
     fn check(t: &[[f32; O]]) -> Result<(), Error> {
         check_rows(t, false)
@@ -293,6 +308,16 @@ impl<const O: usize> sealed::HeadKernel<Dim<O>> for BinaryCrossEntropy {
     type T = [f32; O];
     type TBlock = [Lane; O];
     const CLASSES: usize = 2;
+    const TARGET_ZERO: [f32; O] = [0.0; O];
+
+    fn target_class(t: &[f32; O]) -> Option<u32> {
+        // Accuracy is defined for one output (a `Classifier`), not for multi-label heads.
+        if O == 1 {
+            Some(u32::from(t[0] > 0.5))
+        } else {
+            None
+        }
+    }
 
     fn check(t: &[[f32; O]]) -> Result<(), Error> {
         check_rows(t, true)

@@ -47,6 +47,10 @@
 //! - optimizers, as Keras defines them: [`Sgd`], [`Momentum`] (and Nesterov), [`Adam`] (and
 //!   AdamW, and PyTorch's placement of ε), with their state in a caller-owned
 //!   [`OptimizerState`];
+//! - training loops: [`Network::fit`], Keras's `model.fit` with no heap (mini-batches in
+//!   order or shuffled per epoch, validation, learning-rate [`Schedule`]s,
+//!   [`EarlyStopping`], callbacks), and with feature `rayon` `fit_par::fit_each`, many models
+//!   at once;
 //! - weights in and out: [`Network::read_keras`] (`model.get_weights()` order),
 //!   [`Network::read_torch`] (`state_dict` order), [`Network::write_params`] /
 //!   [`Network::read_params`]; safetensors files (feature `safetensors`, module
@@ -145,6 +149,9 @@ pub mod batch;
 pub mod dense;
 mod driver;
 mod error;
+pub mod fit;
+#[cfg(feature = "rayon")]
+pub mod fit_par;
 #[cfg(feature = "std")]
 pub mod gradcheck;
 pub mod head;
@@ -179,6 +186,10 @@ pub use activation::{
 pub use batch::PackedBatch;
 pub use dense::{Accumulate, Dense, DenseGrads};
 pub use error::Error;
+pub use fit::{
+    BatchLog, EarlyStopping, EpochLog, FitConfig, FitData, FitError, FitSummary, FitWorkspace,
+    Monitor, Schedule, Shuffle, Stop,
+};
 pub use head::{BinaryCrossEntropy, Classifier, Head, MeanSquaredError, SoftmaxCrossEntropy};
 pub use layer::{Chain, Dim, Layer, LayerInfo, Shape};
 pub use loss::{softmax_cross_entropy_backward, sparse_categorical_cross_entropy};

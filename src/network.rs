@@ -45,7 +45,7 @@ use crate::driver::{
 };
 use crate::error::{Error, same_len};
 use crate::head::{Classifier, Head, sealed::HeadKernel};
-use crate::lanes::{self, LANES};
+use crate::lanes::{self, LANES, Lane};
 use crate::layer::{
     ActivationF64, Dim, InBlock, Layer, LayerInfo, LayerKernel, OutBlock, ShapeKernel,
 };
@@ -626,7 +626,23 @@ impl<L: Layer, H: Head<L::Out>> Network<L, H> {
     /// ([`Error::LabelOutOfRange`], [`Error::NonFinite`], [`Error::TargetOutOfRange`]),
     /// [`Error::NonFinite`] for a non-finite input or loss.
     pub fn loss(&self, x: &[InRow<L>], y: &[H::T]) -> Result<f32, Error> {
+        self.evaluate(x, y, false).map(|(loss, _)| loss)
+    }
+
+    /// The mean loss (bit for bit [`Network::loss`]) and, if `accuracy` and the head
+    /// classifies, the number of samples whose class is their target's, in one pass.
+    pub(crate) fn evaluate(
+        &self,
+        x: &[InRow<L>],
+        y: &[H::T],
+        accuracy: bool,
+    ) -> Result<(f32, Option<usize>), Error> {
         check_batch::<L, H>(x, y)?;
+        let mut hits = if accuracy && y.first().and_then(H::target_class).is_some() {
+            Some(0usize)
+        } else {
+            None
+        };
         let mut total = lanes::zero();
         for (t, (xt, yt)) in x
             .chunks(TILE_SAMPLES)
@@ -654,11 +670,46 @@ impl<L: Layer, H: Head<L::Out>> Network<L, H> {
                     H::loss::<crate::Linear>(&z, &H::load(ys), lanes::valid(xs.len()), 0.0, None);
                 finite_loss(l, xs.len(), start)?;
                 tile += l;
+                if let Some(h) = hits.as_mut() {
+                    let c = lanes::to_array(H::classes(&z));
+                    *h += ys
+                        .iter()
+                        .zip(c)
+                        .filter(|(t, c)| H::target_class(t).map(|t| t as f32) == Some(*c))
+                        .count();
+                }
             }
             total += tile;
         }
         finite_total(total)?;
-        Ok(lanes::sum(total) / x.len() as f32)
+        Ok((lanes::sum(total) / x.len() as f32, hits))
+    }
+
+    /// One optimizer step on a batch already gathered into lanes (`fit`'s): the inputs
+    /// `x` (`n` samples, checked finite when the data set was, `max_x` their lane-wise largest
+    /// magnitude) and the targets as rows (checked too). Bit for bit [`Network::train_step`]
+    /// on the same rows.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn train_step_blocks<P: Optimizer>(
+        &mut self,
+        x: &[InBlock<L>],
+        n: usize,
+        max_x: Lane,
+        y: &[H::T],
+        opt: &P,
+        state: &mut OptimizerState<L, P>,
+        ws: &mut NetWorkspace<L>,
+    ) -> Result<f32, Error> {
+        if n == 0 || y.len() != n || x.len() * LANES < n {
+            return Err(Error::EmptyBatch);
+        }
+        run::<L, H, P>(
+            NetRef::Unique(&mut self.layers),
+            Inputs::Blocks { x, n, max_x },
+            Seed::Targets(y),
+            ws,
+            Finish::Update { opt, state },
+        )
     }
 
     /// Gradients of the mean loss with respect to every parameter, into `grads`

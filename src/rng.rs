@@ -39,6 +39,61 @@ impl SplitMix64 {
     }
 }
 
+/// SplitMix64 is a [`rand_core::Rng`] (through [`rand_core::TryRng`] with an infallible
+/// error), so it works wherever a `rand_core` generator does, and [`shuffle`] takes either.
+///
+/// ```
+/// use fusedprop::rng::SplitMix64;
+/// use rand_core::Rng;
+/// fn draw(r: &mut impl Rng) -> u64 { r.next_u64() }
+/// assert_eq!(draw(&mut SplitMix64::new(3)), SplitMix64::new(3).next_u64());
+/// ```
+impl rand_core::TryRng for SplitMix64 {
+    type Error = core::convert::Infallible;
+
+    #[inline]
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        Ok((self.next_u64() >> 32) as u32)
+    }
+
+    #[inline]
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        Ok(self.next_u64())
+    }
+
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        for chunk in dst.chunks_mut(8) {
+            let bytes = self.next_u64().to_le_bytes();
+            chunk.copy_from_slice(&bytes[..chunk.len()]);
+        }
+        Ok(())
+    }
+}
+
+/// Fisher-Yates (Durstenfeld's in-place form): a uniformly random permutation of `v`, drawing
+/// one `u64` per element from `rng`, from the last element down. Index `j` in `0..=i` is
+/// `(r * (i + 1)) >> 64` (Lemire's multiply-shift, whose bias is below `2^-40` for slices
+/// shorter than `2^24`), so the result depends only on the generator's outputs: the same on
+/// every target.
+///
+/// ```
+/// use fusedprop::rng::{SplitMix64, shuffle};
+/// let mut v = [0, 1, 2, 3, 4, 5, 6, 7];
+/// shuffle(&mut v, &mut SplitMix64::new(42));
+/// let mut sorted = v;
+/// sorted.sort();
+/// assert_eq!(sorted, [0, 1, 2, 3, 4, 5, 6, 7]); // a permutation
+/// let mut w = [0, 1, 2, 3, 4, 5, 6, 7];
+/// shuffle(&mut w, &mut SplitMix64::new(42));
+/// assert_eq!(v, w); // the same seed, the same permutation
+/// ```
+pub fn shuffle<T, R: rand_core::Rng + ?Sized>(v: &mut [T], rng: &mut R) {
+    for i in (1..v.len()).rev() {
+        let j = ((u128::from(rng.next_u64()) * (i as u128 + 1)) >> 64) as usize;
+        v.swap(i, j);
+    }
+}
+
 /// `sqrt(x)` for `x >= 0` by Newton's method in `f64`: `core` has no `sqrt` on stable, and
 /// a library `sqrt` could differ between targets. Converges to the correctly rounded result
 /// (the last step is checked against its neighbours).

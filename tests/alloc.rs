@@ -239,3 +239,72 @@ fn network_train_step_and_predict_do_not_allocate() {
     })
     .expect("ok");
 }
+
+/// `Network::fit` allocates nothing: shuffled mini-batches (a seed and a caller's generator),
+/// validation, a schedule, early stopping with restore-best, both callbacks, and a run that
+/// ends in an error.
+#[test]
+fn fit_does_not_allocate() {
+    use core::ops::ControlFlow;
+    use fusedprop::rng::SplitMix64;
+    use fusedprop::{BatchLog, EarlyStopping, FitConfig, FitData, FitWorkspace, Monitor, Schedule};
+    type L = chain![Dense<4, 16, Tanh>, Dense<16, 3>];
+    let (x, y) = data(300);
+    let (vx, vy) = data(40);
+    let mut net = Network::<L, SoftmaxCrossEntropy>::new(3);
+    let mut best = Box::new(net.clone());
+    let adam = Adam::new(0.01).expect("valid");
+    let mut state = Box::new(OptimizerState::<L, Adam>::new());
+    let mut ws = Box::new(FitWorkspace::<L, SoftmaxCrossEntropy, 4>::ZERO);
+    let mut order = vec![0usize; x.len()];
+    let mut history = [0.0f32; 20];
+    let mut steps = 0usize;
+    let es = EarlyStopping::new(Monitor::ValAccuracy)
+        .patience(3)
+        .restore_best_weights(true);
+    let config = FitConfig::new(50, 20)
+        .shuffle(5)
+        .schedule(Schedule::Cosine {
+            decay_steps: 60,
+            alpha: 0.1,
+        })
+        .early_stopping(es);
+    let mut rng = SplitMix64::new(1);
+    let s = assert_no_alloc("Network::fit", || {
+        let mut on_batch = |_: &BatchLog| steps += 1;
+        let data = FitData::new(&x, &y, &mut order)
+            .validation(&vx, &vy)
+            .best(&mut best)
+            .on_batch(&mut on_batch);
+        net.fit(data, &adam, &mut state, &mut ws, &config, |l| {
+            history[l.epoch] = l.loss;
+            ControlFlow::Continue(())
+        })
+    })
+    .expect("ok");
+    assert!(s.epochs >= 1 && steps > 0);
+    assert_no_alloc("Network::fit with a caller's generator", || {
+        let data = FitData::new(&x, &y, &mut order).rng(&mut rng);
+        net.fit(
+            data,
+            &adam,
+            &mut state,
+            &mut ws,
+            &FitConfig::new(64, 2),
+            |_| ControlFlow::Continue(()),
+        )
+    })
+    .expect("ok");
+    assert_no_alloc("Network::fit, bad batch size", || {
+        let data = FitData::new(&x, &y, &mut order);
+        net.fit(
+            data,
+            &adam,
+            &mut state,
+            &mut ws,
+            &FitConfig::new(65, 2),
+            |_| ControlFlow::Continue(()),
+        )
+    })
+    .expect_err("over the capacity");
+}

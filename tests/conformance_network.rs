@@ -252,3 +252,72 @@ fn pytorch_weights_give_pytorchs_logits() {
         .collect();
     assert_eq!(classes, want);
 }
+
+/// The same fixture through `Network::fit` (batch 32, rows in order, the last batch of each
+/// epoch 24 as Keras keeps it, 50 epochs = 200 steps): every step's loss within 1e-5, final
+/// weights within 1e-4, and bit for bit the hand-written loop of `train_step`s above.
+#[test]
+fn iris_minibatches_through_fit() {
+    use core::ops::ControlFlow;
+    use fusedprop::{BatchLog, FitConfig, FitData, FitWorkspace};
+    let fx = load("tf_iris_minibatch.json");
+    let x = rows::<4>(&fx["x_train"]);
+    let y = labels(&fx["y_train"]);
+    let init = tensors(&fx["initial"]);
+    let init: Vec<&[f32]> = init.iter().map(Vec::as_slice).collect();
+    type L = chain![Dense<4, 32, Relu>, Dense<32, 3>];
+    let mut net = Network::<L, SoftmaxCrossEntropy>::ZERO;
+    net.read_keras(&init).expect("initial weights load");
+    let mut by_hand = net.clone();
+    let sgd = fusedprop::Sgd::new(0.01).unwrap();
+    let want = floats(&fx["losses"]);
+    let per_epoch = x.len().div_ceil(32);
+    assert_eq!(want.len() % per_epoch, 0);
+
+    let (mut state, mut ws) = (
+        OptimizerState::new(),
+        Box::new(FitWorkspace::<L, _, 2>::ZERO),
+    );
+    let mut order = vec![0; x.len()];
+    let mut steps: Vec<BatchLog> = Vec::new();
+    let mut record = |b: &BatchLog| steps.push(*b);
+    let config = FitConfig::new(32, want.len() / per_epoch);
+    let data = FitData::new(&x, &y, &mut order).on_batch(&mut record);
+    let summary = net
+        .fit(data, &sgd, &mut state, &mut ws, &config, |_| {
+            ControlFlow::Continue(())
+        })
+        .expect("fit");
+    assert_eq!(summary.epochs, want.len() / per_epoch);
+    assert_eq!(steps.len(), want.len());
+    assert_eq!(state.steps(), want.len() as u64);
+    for (step, (got, &w)) in steps.iter().zip(&want).enumerate() {
+        assert_eq!(
+            got.size,
+            if step % per_epoch == per_epoch - 1 {
+                24
+            } else {
+                32
+            }
+        );
+        assert!(
+            (f64::from(got.loss) - f64::from(w)).abs() <= 1e-5,
+            "step {step}: loss {}, TensorFlow {w}",
+            got.loss
+        );
+    }
+    let wd = max_diff(&keras_flat(&net), &floats(&fx["final"]));
+    assert!(wd <= 1e-4, "final weights differ by {wd}");
+
+    let (mut st2, mut ws2) = (OptimizerState::new(), NetWorkspace::new());
+    for (step, got) in steps.iter().enumerate() {
+        let b = step % per_epoch;
+        let r = b * 32..((b + 1) * 32).min(x.len());
+        let l = by_hand
+            .train_step(&x[r.clone()], &y[r], &sgd, &mut st2, &mut ws2)
+            .unwrap();
+        assert_eq!(l.to_bits(), got.loss.to_bits(), "step {step}");
+    }
+    assert!(by_hand == net, "fit and the loop of train_step differ");
+    assert!(st2 == state);
+}

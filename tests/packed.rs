@@ -138,3 +138,61 @@ fn out_of_range_label_is_reported_as_passed() {
         assert_eq!(m.train_step(&x, &y, &sgd, &mut Workspace::new()), Err(want));
     }
 }
+
+/// `fill_indices` (a shuffled mini-batch gathered straight into lanes) trains bit for bit as
+/// `train_step` on the gathered rows, across tiles and with wide inputs; its errors name the
+/// sample in `x` and leave the batch empty.
+#[test]
+fn fill_indices_equals_gathered_rows() -> Result<(), Error> {
+    fn check<const I: usize, const B: usize>(n: usize, take: usize) -> Result<(), Error> {
+        let (x, y) = data::<I>(n, 3, 5);
+        let mut idx: Vec<usize> = (0..n).collect();
+        fusedprop::rng::shuffle(&mut idx, &mut SplitMix64::new(9));
+        let idx = &idx[..take];
+        let mut batch = PackedBatch::<I, B>::ZERO;
+        batch.fill_indices(&x, &y, idx)?;
+        assert_eq!(batch.len(), take);
+        let bx: Vec<[f32; I]> = idx.iter().map(|&i| x[i]).collect();
+        let by: Vec<u32> = idx.iter().map(|&i| y[i]).collect();
+        let mut a = Mlp::<I, 8, 3>::new(2);
+        let mut b = a.clone();
+        let (mut wa, mut wb) = (Workspace::new(), Workspace::new());
+        let sgd = Sgd::new(0.05)?;
+        for _ in 0..3 {
+            let la = a.train_step_packed(&batch, &sgd, &mut wa)?;
+            let lb = b.train_step(&bx, &by, &sgd, &mut wb)?;
+            assert_eq!(la.to_bits(), lb.to_bits());
+        }
+        assert_eq!(a, b);
+        Ok(())
+    }
+    check::<4, 2>(100, 32)?;
+    check::<4, 2>(100, 7)?;
+    check::<4, 20>(400, 300)?;
+    check::<20, 10>(200, 150)?;
+
+    let (mut x, y) = data::<4>(50, 3, 1);
+    x[31][2] = f32::INFINITY;
+    let mut batch = PackedBatch::<4, 2>::ZERO;
+    assert_eq!(
+        batch.fill_indices(&x, &y, &[3, 31, 4]),
+        Err(Error::NonFinite {
+            what: "input",
+            index: Some(31)
+        })
+    );
+    assert!(batch.is_empty());
+    assert!(matches!(
+        batch.fill_indices(&x, &y, &[3, 50]),
+        Err(Error::InvalidArgument {
+            what: "sample index",
+            ..
+        })
+    ));
+    assert_eq!(batch.fill_indices(&x, &y, &[]), Err(Error::EmptyBatch));
+    assert!(matches!(
+        batch.fill_indices(&x, &y, &[0; 33]),
+        Err(Error::LengthMismatch { .. })
+    ));
+    Ok(())
+}

@@ -12,19 +12,21 @@ fn main() {
     println!("cargo:rerun-if-changed=../../data/iris.csv");
     println!("cargo:rerun-if-changed=../../data/iris_split_order.txt");
 
-    let csv = fs::read_to_string("../../data/iris.csv").expect("data/iris.csv");
-    let rows: Vec<(String, String)> = csv
-        .lines()
-        .skip(1)
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            let f: Vec<&str> = l.split(',').map(str::trim).collect();
+    // Read with the `csv` crate (header, trimmed fields), as the host examples read it.
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_path("../../data/iris.csv")
+        .expect("data/iris.csv");
+    let rows: Vec<(String, String)> = reader
+        .records()
+        .map(|r| {
+            let f = r.expect("data/iris.csv: a CSV record");
             assert_eq!(f.len(), 5, "iris.csv: 4 features and a label per row");
-            for v in &f[..4] {
+            for v in f.iter().take(4) {
                 v.parse::<f32>().expect("feature");
             }
             f[4].parse::<u32>().expect("label");
-            (format!("[{}f32, {}f32, {}f32, {}f32]", f[0], f[1], f[2], f[3]), f[4].to_string())
+            (format!("[{}f32, {}f32, {}f32, {}f32]", &f[0], &f[1], &f[2], &f[3]), f[4].to_string())
         })
         .collect();
     let order = fs::read_to_string("../../data/iris_split_order.txt").expect("split order");

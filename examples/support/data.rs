@@ -9,42 +9,59 @@ pub fn data_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("data")
 }
 
-/// Reads a CSV with a header line, `N` feature columns and a final integer class column.
-pub fn read_csv<const N: usize>(path: &Path) -> Result<(Vec<[f32; N]>, Vec<u32>), String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+/// Reads a CSV file (with the `csv` crate) with a header line, `N` feature columns and a
+/// final target column: the features as rows and the targets as `f32`.
+pub fn read_table<const N: usize>(path: &Path) -> Result<(Vec<[f32; N]>, Vec<f32>), String> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .trim(csv::Trim::All)
+        .from_path(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     let mut x = Vec::new();
-    let mut y = Vec::new();
-    for (line_no, line) in text.lines().enumerate().skip(1) {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
-        if fields.len() != N + 1 {
+    let mut t = Vec::new();
+    for (i, record) in reader.records().enumerate() {
+        let record = record.map_err(|e| format!("{}: {e}", path.display()))?;
+        // Line numbers count the header.
+        let line = record.position().map_or(i + 2, |p| p.line() as usize);
+        if record.len() != N + 1 {
             return Err(format!(
-                "{}:{}: expected {} columns, found {}",
+                "{}:{line}: expected {} columns, found {}",
                 path.display(),
-                line_no + 1,
                 N + 1,
-                fields.len()
+                record.len()
             ));
         }
+        let mut values = record.iter().map(|f| {
+            f.parse::<f32>()
+                .map_err(|e| format!("{}:{line}: {f:?}: {e}", path.display()))
+        });
         let mut row = [0.0f32; N];
-        for (v, f) in row.iter_mut().zip(&fields) {
-            *v = f
-                .parse()
-                .map_err(|e| format!("{}:{}: {f:?}: {e}", path.display(), line_no + 1))?;
+        for v in row.iter_mut() {
+            *v = values.next().ok_or("short row")??;
         }
-        let label = fields[N].parse().map_err(|e| {
-            format!(
-                "{}:{}: label {:?}: {e}",
-                path.display(),
-                line_no + 1,
-                fields[N]
-            )
-        })?;
+        t.push(values.next().ok_or("short row")??);
         x.push(row);
-        y.push(label);
     }
+    Ok((x, t))
+}
+
+/// Reads a CSV with a header line, `N` feature columns and a final integer class column.
+pub fn read_csv<const N: usize>(path: &Path) -> Result<(Vec<[f32; N]>, Vec<u32>), String> {
+    let (x, t) = read_table::<N>(path)?;
+    let y = t
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            if v >= 0.0 && v.fract() == 0.0 && v < 1e6 {
+                Ok(v as u32)
+            } else {
+                Err(format!(
+                    "{}: row {i}: label {v} is not a class",
+                    path.display()
+                ))
+            }
+        })
+        .collect::<Result<_, _>>()?;
     Ok((x, y))
 }
 
