@@ -920,6 +920,15 @@ fn reduce_chunk<P: Rule>(
     update: Option<(&P::Step, &mut [&mut [f32]])>,
 ) {
     let sums = parts.len() - usize::from(update.is_some());
+    if let (Some((step, [])), 1, true) = (&update, sums, first) {
+        // Two tiles in all (a batch of up to 256 samples) and no state: `g0 + g1` straight
+        // into the rule, without staging `g0` in `total` (the serial step's `prior + partial`).
+        let (g0, g1) = (parts[0], parts[1]);
+        for (w, (&a, &b)) in w.iter_mut().zip(g0.iter().zip(g1)) {
+            *w = P::apply(step, *w, a + b, &mut [0.0; 2]);
+        }
+        return;
+    }
     // The running sum `g = g0`, `g += g1`, ... of the parts before the last, in `total`.
     for (i, p) in parts[..sums].iter().enumerate() {
         if i == 0 && first {
