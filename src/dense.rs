@@ -693,46 +693,57 @@ impl<const I: usize, const O: usize, A: Activation> Dense<I, O, A> {
     }
 
     /// [`Dense::backward_input_block`] for a run of blocks (bit for bit the same per block),
-    /// with each result `g` written as `f(old, g)`, where
-    /// `old` is what `dx` held: a network's layer below keeps its activation's derivative
-    /// there, and `f` is that activation's backward. `PLAIN` writes `g` itself (`f` unused).
+    /// with each result `g` written as `f(old, g)`, where `old` is what `dx` held: a
+    /// network's layer below keeps its activation's derivative there, and `f` is that
+    /// activation's backward. `PLAIN` writes `g` itself (`f` unused). Returns the statistics
+    /// of the values written: `[max |v|, 0 or NaN]` (NaN once a value is NaN or infinite).
     // PERF: the same 4 x 4 register tile as `forward_blocks`, over (inputs, blocks): the
-    // broadcast weights `W[j][k..k + 4]` are shared by 4 blocks.
+    // broadcast weights `W[j][k..k + 4]` are shared by 4 blocks. The statistics are taken as
+    // the values are written (a separate pass over `dx` cost a tenth of a small network's
+    // step), in one chain per block of the register tile.
     #[inline(always)]
     pub(crate) fn backward_input_blocks_with<const PLAIN: bool>(
         &self,
         dz: &[[Lane; O]],
         dx: &mut [[Lane; I]],
         f: impl Fn(Lane, Lane) -> Lane + Copy,
-    ) {
+    ) -> [Lane; 2] {
         let nb = dz.len().min(dx.len());
+        let mut st = [[lanes::zero(); 2]; 4];
         let mut b = 0;
         while b + 4 <= nb {
             let mut k = 0;
             while k + 4 <= I {
-                self.backward_input_tile::<PLAIN, 4, 4>(dz, dx, b, k, f);
+                self.backward_input_tile::<PLAIN, 4, 4>(dz, dx, b, k, f, &mut st);
                 k += 4;
             }
             match I - k {
-                3 => self.backward_input_tile::<PLAIN, 3, 4>(dz, dx, b, k, f),
-                2 => self.backward_input_tile::<PLAIN, 2, 4>(dz, dx, b, k, f),
-                1 => self.backward_input_tile::<PLAIN, 1, 4>(dz, dx, b, k, f),
+                3 => self.backward_input_tile::<PLAIN, 3, 4>(dz, dx, b, k, f, &mut st),
+                2 => self.backward_input_tile::<PLAIN, 2, 4>(dz, dx, b, k, f, &mut st),
+                1 => self.backward_input_tile::<PLAIN, 1, 4>(dz, dx, b, k, f, &mut st),
                 _ => {}
             }
             b += 4;
         }
         while b < nb {
-            if PLAIN {
-                self.backward_input_block(&dz[b], &mut dx[b]);
-            } else {
-                let mut g = [lanes::zero(); I];
-                self.backward_input_block(&dz[b], &mut g);
-                for (d, g) in dx[b].iter_mut().zip(g) {
-                    *d = f(*d, g);
-                }
+            let mut g = [lanes::zero(); I];
+            self.backward_input_block(&dz[b], &mut g);
+            for (i, (d, g)) in dx[b].iter_mut().zip(g).enumerate() {
+                let v = if PLAIN { g } else { f(*d, g) };
+                *d = v;
+                let s = &mut st[i & 3];
+                s[0] = lanes::max(s[0], lanes::abs(v));
+                s[1] = lanes::fma(v, lanes::zero(), s[1]);
             }
             b += 1;
         }
+        [
+            lanes::max(
+                lanes::max(st[0][0], st[1][0]),
+                lanes::max(st[2][0], st[3][0]),
+            ),
+            (st[0][1] + st[1][1]) + (st[2][1] + st[3][1]),
+        ]
     }
 
     /// Inputs `k..k + R` of blocks `b..b + NB` of [`Dense::backward_input_blocks_with`].
@@ -744,6 +755,7 @@ impl<const I: usize, const O: usize, A: Activation> Dense<I, O, A> {
         b: usize,
         k: usize,
         f: impl Fn(Lane, Lane) -> Lane,
+        st: &mut [[Lane; 2]; 4],
     ) {
         let ds: [&[Lane; O]; NB] = core::array::from_fn(|bb| &dz[b + bb]);
         let mut acc = [[lanes::zero(); R]; NB];
@@ -757,12 +769,12 @@ impl<const I: usize, const O: usize, A: Activation> Dense<I, O, A> {
         }
         for (bb, a) in acc.iter().enumerate() {
             let d = &mut dx[b + bb][k..k + R];
-            if PLAIN {
-                d.copy_from_slice(a);
-            } else {
-                for (d, &g) in d.iter_mut().zip(a) {
-                    *d = f(*d, g);
-                }
+            let s = &mut st[bb & 3];
+            for (d, &g) in d.iter_mut().zip(a) {
+                let v = if PLAIN { g } else { f(*d, g) };
+                *d = v;
+                s[0] = lanes::max(s[0], lanes::abs(v));
+                s[1] = lanes::fma(v, lanes::zero(), s[1]);
             }
         }
     }

@@ -284,8 +284,17 @@ pub(crate) mod sealed {
         fn track_last(t: &mut Self::Tile, nb: usize);
         /// The `d` of every layer but the last, from the last one's.
         fn backprop(&self, t: &mut Self::Tile, nb: usize);
-        /// `dx = f.backward(kept, W^T d)` of the first layer, for the layer below.
-        fn input_grad<F: Activation>(&self, t: &Self::Tile, dx: &mut [InBlock<Self>], f: &F);
+        /// `dx = f.backward(kept, W^T d)` of the first layer, for the layer below; returns
+        /// the statistics of what it wrote (`[max |dx|, 0 or NaN]`, as `track_last` keeps).
+        fn input_grad<F: Activation>(
+            &self,
+            t: &Self::Tile,
+            dx: &mut [InBlock<Self>],
+            f: &F,
+        ) -> [Lane; 2];
+        /// Folds statistics of the last layer's `d` (from the layer above's `input_grad`)
+        /// into its tile.
+        fn add_last_stats(t: &mut Self::Tile, s: [Lane; 2]);
         /// The parameter gradients of the tile, stored (`first`) or added to `g`.
         fn accumulate(
             &self,
@@ -509,9 +518,19 @@ impl<const I: usize, const O: usize, A: Activation> LayerKernel for Dense<I, O, 
 
     fn backprop(&self, _t: &mut DenseTile<O>, _nb: usize) {}
 
-    fn input_grad<F: Activation>(&self, t: &DenseTile<O>, dx: &mut [[Lane; I]], f: &F) {
+    fn input_grad<F: Activation>(
+        &self,
+        t: &DenseTile<O>,
+        dx: &mut [[Lane; I]],
+        f: &F,
+    ) -> [Lane; 2] {
         let nb = dx.len();
-        self.backward_input_blocks_with::<false>(&t.d[..nb], dx, |kept, g| f.backward(kept, g));
+        self.backward_input_blocks_with::<false>(&t.d[..nb], dx, |kept, g| f.backward(kept, g))
+    }
+
+    fn add_last_stats(t: &mut DenseTile<O>, s: [Lane; 2]) {
+        t.max_d = lanes::max(t.max_d, s[0]);
+        t.ok += s[1];
     }
 
     fn accumulate(
@@ -737,13 +756,22 @@ impl<A: Layer, B: Layer<In = <A as LayerKernel>::Out>> LayerKernel for Chain<A, 
     fn backprop(&self, t: &mut Self::Tile, nb: usize) {
         self.1.backprop(&mut t.1, nb);
         let (_, d, f) = self.0.last(&mut t.0);
-        self.1.input_grad(&t.1, &mut d[..nb], f);
-        A::track_last(&mut t.0, nb);
+        let stats = self.1.input_grad(&t.1, &mut d[..nb], f);
+        A::add_last_stats(&mut t.0, stats);
         self.0.backprop(&mut t.0, nb);
     }
 
-    fn input_grad<F: Activation>(&self, t: &Self::Tile, dx: &mut [InBlock<Self>], f: &F) {
-        self.0.input_grad(&t.0, dx, f);
+    fn input_grad<F: Activation>(
+        &self,
+        t: &Self::Tile,
+        dx: &mut [InBlock<Self>],
+        f: &F,
+    ) -> [Lane; 2] {
+        self.0.input_grad(&t.0, dx, f)
+    }
+
+    fn add_last_stats(t: &mut Self::Tile, s: [Lane; 2]) {
+        B::add_last_stats(&mut t.1, s);
     }
 
     fn accumulate(

@@ -130,10 +130,6 @@ mod ool {
         mask(a, b, |x, y| x > y)
     }
     #[inline(never)]
-    pub(super) fn ge(a: &Lane, b: &Lane) -> Lane {
-        mask(a, b, |x, y| x >= y)
-    }
-    #[inline(never)]
     pub(super) fn lt(a: &Lane, b: &Lane) -> Lane {
         mask(a, b, |x, y| x < y)
     }
@@ -232,12 +228,6 @@ impl Lane {
     #[inline(always)]
     pub(crate) fn simd_gt(self, b: Self) -> Self {
         ool::gt(&self, &b)
-    }
-
-    /// Mask of `self >= b`.
-    #[inline(always)]
-    pub(crate) fn simd_ge(self, b: Self) -> Self {
-        ool::ge(&self, &b)
     }
 
     /// Mask of `self < b`.
