@@ -184,16 +184,26 @@ fn check<const I: usize, const H: usize, const O: usize>(
                         assert!(i < n, "{e:?}");
                         assert!(first_non_finite_row(&x).is_none_or(|b| b > i), "{e:?}");
                     }
-                    // Every sample's loss finite, their sum not: no sample to blame.
+                    // Every sample's loss finite, their sum not: no sample to blame. Or the
+                    // backward pass: a `dL/dz` that overflows (huge weights), or an update
+                    // bound past what the rule allows.
                     Error::NonFinite {
-                        what: "loss",
+                        what: "loss" | "gradient",
                         index: None,
                     }
                     | Error::UpdateOverflow => assert!(first_non_finite_row(&x).is_none(), "{e:?}"),
                     e => panic!("train_step: unexpected {e:?}"),
                 },
             }
-            if e != Error::UpdateOverflow {
+            let backward = matches!(
+                e,
+                Error::UpdateOverflow
+                    | Error::NonFinite {
+                        what: "gradient",
+                        index: None
+                    }
+            );
+            if !backward {
                 // The forward pass refused: loss and gradients refuse the same way.
                 assert_eq!(want_loss, Err(e), "loss disagrees with train_step");
                 assert_eq!(grads, Err(e), "gradients disagrees with train_step");
