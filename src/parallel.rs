@@ -5,7 +5,7 @@
 //!
 //! # Bit for bit the serial step
 //! The serial [`Mlp::train_step`] already works in fixed tiles of
-//! [`TILE_SAMPLES`] samples: each tile's parameter gradients are
+//! [`TILE_SAMPLES`](crate::TILE_SAMPLES) samples: each tile's parameter gradients are
 //! reduced across lanes once and the tile sums are added in tile order (`g = g0`, `g += g1`,
 //! ...), the last one inside the fused update `W -= lr * (g + g_last)`; the loss is summed per
 //! tile and the tile sums are added in tile order. The parallel step computes the same tile
@@ -43,12 +43,12 @@ use crate::optim::Sgd;
 /// 784-256-10 from two tiles).
 pub const PAR_MIN_FLOP: u64 = 8_000_000;
 
-/// Caller-owned memory for [`Mlp::train_step_par`]: `C` tile slots (each a [`Workspace`], whose
+/// Caller-owned memory for [`Mlp::train_step_par`]: `C` tile slots (each a [`Workspace`](crate::Workspace), whose
 /// gradient buffer holds the tile's partial sums) and the running sum of the tiles.
 ///
 /// `C` bounds how many tiles run at once; results do not depend on it (nor on the number of
 /// threads). A few slots per core is plenty. Its size is about `C + 1` times a
-/// [`Workspace`]: build large ones on the heap with [`ParWorkspace::new_boxed`] (a plain
+/// [`Workspace`](crate::Workspace): build large ones on the heap with [`ParWorkspace::new_boxed`] (a plain
 /// `Box::new(ParWorkspace::ZERO)` goes through the stack in debug builds).
 ///
 /// `C` must be at least 1; a workspace with no slot does not compile (a `const` assertion in
