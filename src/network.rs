@@ -425,7 +425,8 @@ impl<L: Layer, H: Head<L::Out>> Network<L, H> {
     /// # Ok::<(), fusedprop::Error>(())
     /// ```
     ///
-    /// `name` is written as given (use a Rust identifier).
+    /// `name` is written as given (use a Rust identifier). Std only; allocates the returned
+    /// `String` (the rest of the crate never allocates).
     ///
     /// # Errors
     /// [`Error::NonFinite`] (`"weight"`) if a weight is not finite (it would not compile).
