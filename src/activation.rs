@@ -310,6 +310,12 @@ pub(crate) mod sealed {
         /// Whether this is [`Relu`](super::Relu), which the one-sample latency path applies
         /// to each output as it is produced.
         const RELU: bool = false;
+        /// An upper bound of `|f'(z)|` over every `z`, as the kept values hold it in `f32`
+        /// (rounded up): the refusal bound carries `dL/dz` down through the layer with it.
+        const GRAD_BOUND: f64 = 1.0;
+        /// Whether what the backward pass needs is the output itself (ReLU's mask): then the
+        /// forward pass stores nothing more and the backward pass reads the outputs.
+        const KEPT_IS_OUTPUT: bool = false;
         /// `f(z)`, lane-wise, for inference.
         fn forward(&self, z: Lane) -> Lane;
         /// `(f(z), kept)`: the output and what [`ActKernel::backward`] needs.
@@ -442,6 +448,7 @@ impl sealed::ActKernel for Relu {
     const RUST_TYPE: &'static str = "Relu";
     const KEEPS: bool = true;
     const RELU: bool = true;
+    const KEPT_IS_OUTPUT: bool = true;
     #[inline(always)]
     fn forward(&self, z: Lane) -> Lane {
         lanes::relu(z)
@@ -545,6 +552,8 @@ impl Activation for Tanh {
 impl sealed::ActKernel for Sigmoid {
     const RUST_TYPE: &'static str = "Sigmoid";
     const KEEPS: bool = true;
+    // max s(1 - s) = 1/4, at z = 0; the f32 product of values in [0, 1] does not exceed it.
+    const GRAD_BOUND: f64 = 0.25;
     #[inline(always)]
     fn forward(&self, z: Lane) -> Lane {
         math::sigmoid(z)
@@ -576,6 +585,8 @@ impl Activation for Sigmoid {
 impl sealed::ActKernel for Silu {
     const RUST_TYPE: &'static str = "Silu";
     const KEEPS: bool = true;
+    // max of s(z)(1 + z(1 - s(z))) is 1.0998 (z = 2.3994), with room for the kernel's error.
+    const GRAD_BOUND: f64 = 1.125;
     #[inline(always)]
     fn forward(&self, z: Lane) -> Lane {
         math::silu(z)
@@ -606,6 +617,8 @@ impl Activation for Silu {
 impl sealed::ActKernel for Gelu {
     const RUST_TYPE: &'static str = "Gelu";
     const KEEPS: bool = true;
+    // max of Φ(z) + z φ(z) is 1.1289 (z = √2), with room for the kernel's error.
+    const GRAD_BOUND: f64 = 1.25;
     #[inline(always)]
     fn forward(&self, z: Lane) -> Lane {
         math::gelu(z)
@@ -629,5 +642,66 @@ impl Activation for Gelu {
     }
     fn grad_f64(&self, z: f64) -> f64 {
         reference::normal_cdf(z) + z * reference::normal_pdf(z)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+
+    use super::*;
+    use std::vec::Vec;
+
+    /// `|f'(z)|` as the forward pass keeps it (the output itself for ReLU) over `z`.
+    fn kept_max<A: Activation>(a: &A, zs: &[f32]) -> f32 {
+        zs.iter()
+            .map(|&z| {
+                let (y, kept) = a.forward_train(lanes::splat(z));
+                let k = if A::KEPT_IS_OUTPUT {
+                    // ReLU's backward of an upstream 1 is its derivative.
+                    a.backward(y, lanes::splat(1.0))
+                } else if A::KEEPS {
+                    a.backward(kept, lanes::splat(1.0))
+                } else {
+                    lanes::splat(1.0)
+                };
+                lanes::reduce_max(lanes::abs(k))
+            })
+            .fold(0.0, f32::max)
+    }
+
+    /// The refusal bound's `GRAD_BOUND` must hold for every `f32` the kernels see: every
+    /// 2^-12 step in [-16, 16] (where the derivatives peak), and the extremes.
+    #[test]
+    fn grad_bound_holds_for_every_kept_derivative() {
+        let mut zs: Vec<f32> = (-65536..=65536).map(|i| i as f32 / 4096.0).collect();
+        zs.extend([
+            f32::MAX,
+            -f32::MAX,
+            1e30,
+            -1e30,
+            88.0,
+            -88.0,
+            1e-30,
+            -1e-30,
+            0.0,
+        ]);
+        fn check<A: Activation>(a: A, zs: &[f32]) {
+            let m = f64::from(kept_max(&a, zs));
+            assert!(
+                m <= A::GRAD_BOUND,
+                "{}: max |f'| {m} > {}",
+                a.name(),
+                A::GRAD_BOUND
+            );
+        }
+        check(Linear, &zs);
+        check(Relu, &zs);
+        check(LeakyRelu::new(0.3).unwrap(), &zs);
+        check(LeakyRelu::new(1.0).unwrap(), &zs);
+        check(Tanh, &zs);
+        check(Sigmoid, &zs);
+        check(Silu, &zs);
+        check(Gelu, &zs);
     }
 }

@@ -637,45 +637,15 @@ impl<const I: usize, const O: usize, A: Activation> Dense<I, O, A> {
         }
     }
 
-    /// [`Dense::forward_block`] for a run of blocks, bit for bit the same result per block.
-    // PERF: a register tile of 4 outputs x 4 blocks: per input `k` it loads one lane from
-    // each of the 4 blocks and broadcasts 4 weights (folded into the FMAs) for 16
-    // independent FMAs, half a load per FMA, and 16 chains cover the FMA latency (4 cycles)
-    // on two FMA pipes twice over. One block at a time would reload each weight per block and
-    // keep only 4 chains in flight (half the FMA rate). Each accumulator still starts at the
-    // bias and adds `k` in ascending order, as `forward_block` does.
-    pub(crate) fn forward_blocks(&self, x: &[[Lane; I]], z: &mut [[Lane; O]]) {
-        let nb = x.len().min(z.len());
-        let mut b = 0;
-        while b + 4 <= nb {
-            let mut j = 0;
-            while j + 4 <= O {
-                self.forward_tile::<4, 4>(x, z, b, j);
-                j += 4;
-            }
-            match O - j {
-                3 => self.forward_tile::<3, 4>(x, z, b, j),
-                2 => self.forward_tile::<2, 4>(x, z, b, j),
-                1 => self.forward_tile::<1, 4>(x, z, b, j),
-                _ => {}
-            }
-            b += 4;
-        }
-        while b < nb {
-            self.forward_block(&x[b], &mut z[b]);
-            b += 1;
-        }
-    }
-
-    /// Outputs `j..j + R` of blocks `b..b + NB` of [`Dense::forward_blocks`].
+    /// The register tile of [`Dense::forward_blocks_with`]: `z` of outputs `j..j + R`, blocks
+    /// `b..b + NB`.
     #[inline(always)]
-    fn forward_tile<const R: usize, const NB: usize>(
+    fn forward_acc<const R: usize, const NB: usize>(
         &self,
         x: &[[Lane; I]],
-        z: &mut [[Lane; O]],
         b: usize,
         j: usize,
-    ) {
+    ) -> [[Lane; R]; NB] {
         let xs: [&[Lane; I]; NB] = core::array::from_fn(|bb| &x[b + bb]);
         let rows: [&[f32; I]; R] = core::array::from_fn(|r| &self.w[j + r]);
         let mut acc: [[Lane; R]; NB] = [core::array::from_fn(|r| lanes::splat(self.b[j + r])); NB];
@@ -687,40 +657,98 @@ impl<const I: usize, const O: usize, A: Activation> Dense<I, O, A> {
                 }
             }
         }
+        acc
+    }
+
+    /// [`Dense::forward_block`] for a run of blocks (bit for bit the same `z` per block), each
+    /// `z[b][j]` handed to `ep(b, j, z)` as it leaves the register tile instead of being
+    /// stored: a training tile applies its activation there, with no second pass over the
+    /// outputs.
+    // PERF: a register tile of 4 outputs x 4 blocks: per input `k` it loads one lane from
+    // each of the 4 blocks and broadcasts 4 weights (folded into the FMAs) for 16
+    // independent FMAs, half a load per FMA, and 16 chains cover the FMA latency (4 cycles)
+    // on two FMA pipes twice over. One block at a time would reload each weight per block and
+    // keep only 4 chains in flight (half the FMA rate). Each accumulator still starts at the
+    // bias and adds `k` in ascending order, as `forward_block` does.
+    #[inline(always)]
+    pub(crate) fn forward_blocks_with(
+        &self,
+        x: &[[Lane; I]],
+        mut ep: impl FnMut(usize, usize, Lane),
+    ) {
+        let nb = x.len();
+        let mut b = 0;
+        while b + 4 <= nb {
+            let mut j = 0;
+            while j + 4 <= O {
+                self.forward_ep::<4, 4>(x, b, j, &mut ep);
+                j += 4;
+            }
+            match O - j {
+                3 => self.forward_ep::<3, 4>(x, b, j, &mut ep),
+                2 => self.forward_ep::<2, 4>(x, b, j, &mut ep),
+                1 => self.forward_ep::<1, 4>(x, b, j, &mut ep),
+                _ => {}
+            }
+            b += 4;
+        }
+        while b < nb {
+            let mut z = [lanes::zero(); O];
+            self.forward_block(&x[b], &mut z);
+            for (j, &v) in z.iter().enumerate() {
+                ep(b, j, v);
+            }
+            b += 1;
+        }
+    }
+
+    /// One register tile of [`Dense::forward_blocks_with`].
+    #[inline(always)]
+    fn forward_ep<const R: usize, const NB: usize>(
+        &self,
+        x: &[[Lane; I]],
+        b: usize,
+        j: usize,
+        ep: &mut impl FnMut(usize, usize, Lane),
+    ) {
+        let acc = self.forward_acc::<R, NB>(x, b, j);
         for (bb, a) in acc.iter().enumerate() {
-            z[b + bb][j..j + R].copy_from_slice(a);
+            for (r, &v) in a.iter().enumerate() {
+                ep(b + bb, j + r, v);
+            }
         }
     }
 
     /// [`Dense::backward_input_block`] for a run of blocks (bit for bit the same per block),
-    /// with each result `g` written as `f(old, g)`, where `old` is what `dx` held: a
-    /// network's layer below keeps its activation's derivative there, and `f` is that
-    /// activation's backward. `PLAIN` writes `g` itself (`f` unused). Returns the statistics
-    /// of the values written: `[max |v|, 0 or NaN]` (NaN once a value is NaN or infinite).
-    // PERF: the same 4 x 4 register tile as `forward_blocks`, over (inputs, blocks): the
-    // broadcast weights `W[j][k..k + 4]` are shared by 4 blocks. The statistics are taken as
-    // the values are written (a separate pass over `dx` cost a tenth of a small network's
-    // step), in one chain per block of the register tile.
+    /// with each result `g` written as `f(old, y, g)`, where `old` is what `dx` held and `y`
+    /// the same element of `ys`: a network's layer below keeps its activation's derivative in
+    /// `dx` (or, for ReLU, reads its outputs `ys`), and `f` is that activation's backward.
+    /// `PLAIN` writes `g` itself (`f` and `ys` unused).
+    // PERF: the same 4 x 4 register tile as `forward_blocks_with`, over (inputs, blocks): the
+    // broadcast weights `W[j][k..k + 4]` are shared by 4 blocks. No statistics of the values
+    // written: the refusal bound of a layer below the top one is closed-form
+    // (`LayerKernel::check`); keeping a maximum and a finiteness chain here cost 5-8% of the
+    // Iris step.
     #[inline(always)]
     pub(crate) fn backward_input_blocks_with<const PLAIN: bool>(
         &self,
         dz: &[[Lane; O]],
         dx: &mut [[Lane; I]],
-        f: impl Fn(Lane, Lane) -> Lane + Copy,
-    ) -> [Lane; 2] {
+        ys: &[[Lane; I]],
+        f: impl Fn(Lane, Lane, Lane) -> Lane + Copy,
+    ) {
         let nb = dz.len().min(dx.len());
-        let mut st = [[lanes::zero(); 2]; 4];
         let mut b = 0;
         while b + 4 <= nb {
             let mut k = 0;
             while k + 4 <= I {
-                self.backward_input_tile::<PLAIN, 4, 4>(dz, dx, b, k, f, &mut st);
+                self.backward_input_tile::<PLAIN, 4, 4>(dz, dx, ys, b, k, f);
                 k += 4;
             }
             match I - k {
-                3 => self.backward_input_tile::<PLAIN, 3, 4>(dz, dx, b, k, f, &mut st),
-                2 => self.backward_input_tile::<PLAIN, 2, 4>(dz, dx, b, k, f, &mut st),
-                1 => self.backward_input_tile::<PLAIN, 1, 4>(dz, dx, b, k, f, &mut st),
+                3 => self.backward_input_tile::<PLAIN, 3, 4>(dz, dx, ys, b, k, f),
+                2 => self.backward_input_tile::<PLAIN, 2, 4>(dz, dx, ys, b, k, f),
+                1 => self.backward_input_tile::<PLAIN, 1, 4>(dz, dx, ys, b, k, f),
                 _ => {}
             }
             b += 4;
@@ -728,22 +756,15 @@ impl<const I: usize, const O: usize, A: Activation> Dense<I, O, A> {
         while b < nb {
             let mut g = [lanes::zero(); I];
             self.backward_input_block(&dz[b], &mut g);
-            for (i, (d, g)) in dx[b].iter_mut().zip(g).enumerate() {
-                let v = if PLAIN { g } else { f(*d, g) };
-                *d = v;
-                let s = &mut st[i & 3];
-                s[0] = lanes::max(s[0], lanes::abs(v));
-                s[1] = lanes::fma(v, lanes::zero(), s[1]);
+            if PLAIN {
+                dx[b] = g;
+            } else {
+                for ((d, &y), g) in dx[b].iter_mut().zip(&ys[b]).zip(g) {
+                    *d = f(*d, y, g);
+                }
             }
             b += 1;
         }
-        [
-            lanes::max(
-                lanes::max(st[0][0], st[1][0]),
-                lanes::max(st[2][0], st[3][0]),
-            ),
-            (st[0][1] + st[1][1]) + (st[2][1] + st[3][1]),
-        ]
     }
 
     /// Inputs `k..k + R` of blocks `b..b + NB` of [`Dense::backward_input_blocks_with`].
@@ -752,10 +773,10 @@ impl<const I: usize, const O: usize, A: Activation> Dense<I, O, A> {
         &self,
         dz: &[[Lane; O]],
         dx: &mut [[Lane; I]],
+        ys: &[[Lane; I]],
         b: usize,
         k: usize,
-        f: impl Fn(Lane, Lane) -> Lane,
-        st: &mut [[Lane; 2]; 4],
+        f: impl Fn(Lane, Lane, Lane) -> Lane,
     ) {
         let ds: [&[Lane; O]; NB] = core::array::from_fn(|bb| &dz[b + bb]);
         let mut acc = [[lanes::zero(); R]; NB];
@@ -769,12 +790,12 @@ impl<const I: usize, const O: usize, A: Activation> Dense<I, O, A> {
         }
         for (bb, a) in acc.iter().enumerate() {
             let d = &mut dx[b + bb][k..k + R];
-            let s = &mut st[bb & 3];
-            for (d, &g) in d.iter_mut().zip(a) {
-                let v = if PLAIN { g } else { f(*d, g) };
-                *d = v;
-                s[0] = lanes::max(s[0], lanes::abs(v));
-                s[1] = lanes::fma(v, lanes::zero(), s[1]);
+            if PLAIN {
+                d.copy_from_slice(a);
+            } else {
+                for ((d, &y), &g) in d.iter_mut().zip(&ys[b + bb][k..k + R]).zip(a) {
+                    *d = f(*d, y, g);
+                }
             }
         }
     }

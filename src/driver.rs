@@ -198,6 +198,10 @@ pub(crate) fn tile_pass<L: Layer, H: Head<L::Out>>(
     let last_valid = lanes::valid(count - (nb - 1) * LANES);
     m.forward_tile(xt, tile, last_valid);
     let (a, d, f) = m.last(tile);
+    if <L::Last as crate::activation::sealed::ActKernel>::KEPT_IS_OUTPUT {
+        // The layers below read a ReLU's outputs in place of a kept copy; the head reads `d`.
+        d[..nb].copy_from_slice(&a[..nb]);
+    }
     let mut tile_loss = lanes::zero();
     for b in 0..nb {
         let start = first + b * LANES;
@@ -283,8 +287,8 @@ pub(crate) fn run<L: Layer, H: Head<L::Out>, P: Optimizer>(
         let (nb, tile_loss) =
             tile_pass::<L, H>(layers.get(), inputs, &seed, t, wx, tile, &mut max_x)?;
         loss += tile_loss;
-        let (xt, rows) = tile_inputs(inputs, t, nb, wx);
         if t + 1 < tiles {
+            let (xt, rows) = tile_inputs(inputs, t, nb, wx);
             let target: &mut L::Grads = match &mut finish {
                 Finish::Gradients(g) => g,
                 Finish::Workspace | Finish::Update { .. } => acc,
@@ -294,15 +298,29 @@ pub(crate) fn run<L: Layer, H: Head<L::Out>, P: Optimizer>(
         }
         finite_total(loss)?;
         match &mut finish {
-            Finish::Gradients(g) => layers.get().accumulate(xt, rows, tile, g, t == 0),
-            Finish::Workspace => layers.get().accumulate(xt, rows, tile, acc, t == 0),
+            Finish::Gradients(g) => {
+                let (xt, rows) = tile_inputs(inputs, t, nb, wx);
+                layers.get().accumulate(xt, rows, tile, g, t == 0);
+            }
+            Finish::Workspace => {
+                let (xt, rows) = tile_inputs(inputs, t, nb, wx);
+                layers.get().accumulate(xt, rows, tile, acc, t == 0);
+            }
             Finish::Update { opt, state } => {
                 let NetRef::Unique(m) = &mut layers else {
                     return Err(Error::EmptyBatch);
                 };
                 let step = opt.step(state.step + 1);
                 let max_in = f64::from(lanes::reduce_max(max_x));
-                m.check::<P>(tile, max_in, n, &step, &state.layers)?;
+                if m.check::<P>(tile, max_in, n, &step, &state.layers, None, false)
+                    .is_err()
+                {
+                    // The closed-form bound is loose: measure every layer's `dL/dz` and
+                    // decide on those. The last tile ends up in `wx` and `tile` as before.
+                    measure::<L, H>(m, inputs, &seed, wx, tile)?;
+                    m.check::<P>(tile, max_in, n, &step, &state.layers, None, true)?;
+                }
+                let (xt, rows) = tile_inputs(inputs, t, nb, wx);
                 let prior = if tiles > 1 { Some(&*acc) } else { None };
                 m.apply::<P>(xt, rows, tile, &step, &mut state.layers, prior);
                 state.step += 1;
@@ -310,6 +328,26 @@ pub(crate) fn run<L: Layer, H: Head<L::Out>, P: Optimizer>(
         }
     }
     Ok(lanes::sum(loss) / n as f32)
+}
+
+/// The step's statistics again, every layer's `dL/dz` measured (`LayerKernel::track_all`),
+/// for the exact refusal bound when the closed-form one refuses: every tile passes forward
+/// and backward again, in order, so the last tile's buffers end as the first pass left them.
+/// Only a step that the closed-form bound refuses pays for it.
+pub(crate) fn measure<L: Layer, H: Head<L::Out>>(
+    m: &L,
+    inputs: Inputs<'_, L>,
+    seed: &Seed<'_, Target<L, H>, OutRow<L>>,
+    wx: &mut [InBlock<L>; TILE_BLOCKS],
+    tile: &mut L::Tile,
+) -> Result<(), Error> {
+    L::reset(tile);
+    let mut max_x = lanes::zero();
+    for t in 0..inputs.len().div_ceil(TILE_SAMPLES) {
+        let (nb, _) = tile_pass::<L, H>(m, inputs, seed, t, wx, tile, &mut max_x)?;
+        L::track_all(tile, nb);
+    }
+    Ok(())
 }
 
 /// Errors with the index of the first sample whose loss is not finite.

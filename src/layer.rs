@@ -280,21 +280,26 @@ pub(crate) mod sealed {
         );
         /// The last layer's outputs.
         fn out(t: &Self::Tile) -> &[OutBlock<Self>; TILE_BLOCKS];
-        /// Folds the last layer's complete `d` into its statistics.
+        /// Folds the last layer's complete `d` (the head's `dL/dz`) into its statistics.
         fn track_last(t: &mut Self::Tile, nb: usize);
+        /// Folds every layer's `d` into its statistics (the exact bound of `check`).
+        fn track_all(t: &mut Self::Tile, nb: usize);
         /// The `d` of every layer but the last, from the last one's.
         fn backprop(&self, t: &mut Self::Tile, nb: usize);
-        /// `dx = f.backward(kept, W^T d)` of the first layer, for the layer below; returns
-        /// the statistics of what it wrote (`[max |dx|, 0 or NaN]`, as `track_last` keeps).
+        /// `dx = f.backward(kept, W^T d)` of the first layer, for the layer below, whose
+        /// outputs are `ys` (ReLU's kept value).
         fn input_grad<F: Activation>(
             &self,
             t: &Self::Tile,
             dx: &mut [InBlock<Self>],
+            ys: &[InBlock<Self>],
             f: &F,
-        ) -> [Lane; 2];
-        /// Folds statistics of the last layer's `d` (from the layer above's `input_grad`)
-        /// into its tile.
-        fn add_last_stats(t: &mut Self::Tile, s: [Lane; 2]);
+        );
+        /// The largest `|a|` of the last layer's outputs in the step (valid samples only).
+        fn out_max(t: &Self::Tile) -> f64;
+        /// [`ActKernel::GRAD_BOUND`](crate::activation::sealed::ActKernel::GRAD_BOUND) of the
+        /// last layer's activation.
+        fn last_grad_bound(&self) -> f64;
         /// The parameter gradients of the tile, stored (`first`) or added to `g`.
         fn accumulate(
             &self,
@@ -330,7 +335,12 @@ pub(crate) mod sealed {
             first: bool,
             update: Option<(&P::Step, &mut Self::State<P>)>,
         );
-        /// Refuses an update that could overflow; returns the largest output.
+        /// Refuses an update that could overflow, given the largest input `max_in` and, for
+        /// every chain but the network's top one, a bound `d` on the last layer's `|dL/dz|`
+        /// (`None`: the one measured by `track_last`, or by `track_all` when `measured`).
+        /// Returns the bound on the first layer's `|dL/dz|` and the factor of its input
+        /// gradient, `O max|W| >= |W^T v| / max|v|`, for the layer below.
+        #[allow(clippy::too_many_arguments)]
         fn check<P: Rule>(
             &self,
             t: &Self::Tile,
@@ -338,7 +348,9 @@ pub(crate) mod sealed {
             n: usize,
             step: &P::Step,
             s: &Self::State<P>,
-        ) -> Result<f64, Error>;
+            d: Option<f64>,
+            measured: bool,
+        ) -> Result<(f64, f64), Error>;
     }
 }
 pub(crate) use sealed::{InBlock, InRow, LayerKernel, OutBlock, OutRow, ShapeKernel};
@@ -451,38 +463,37 @@ impl<const I: usize, const O: usize, A: Activation> LayerKernel for Dense<I, O, 
 
     fn forward_tile(&self, x: &[[Lane; I]], t: &mut DenseTile<O>, valid: Lane) {
         let nb = x.len();
-        self.forward_blocks(x, &mut t.a[..nb]);
         let act = *self.activation();
-        // PERF: four maxima in flight (one chain would serialize on the max latency); the
-        // activation, its kept value and the maximum in one pass over the outputs. A partial
-        // last block is done apart, its padded lanes cleared before they reach the maximum,
-        // so that no block is read twice.
-        let partial = !lanes::all_positive(valid);
-        let full = nb - usize::from(partial);
+        // PERF: the activation, its kept value and the maximum are applied to each output
+        // as it leaves the forward kernel's register tile (a second pass over the outputs
+        // cost a load and a store per output), with four maxima in flight (one chain would
+        // serialize on the max latency). The padded samples of a partial last block get 0
+        // outputs and 0 kept values, so that nothing they compute (even an overflow)
+        // reaches a gradient or the bound.
+        let partial = if lanes::all_positive(valid) {
+            usize::MAX
+        } else {
+            nb - 1
+        };
+        let keep = lanes::gt(valid, lanes::zero());
         let mut mx = [t.max_out; 4];
-        let (a, d) = (&mut t.a[..nb], &mut t.d[..nb]);
-        for (ab, db) in a[..full].iter_mut().zip(d[..full].iter_mut()) {
-            for (i, (a, d)) in ab.iter_mut().zip(db.iter_mut()).enumerate() {
-                let (y, kept) = act.forward_train(*a);
-                *a = y;
-                if A::KEEPS {
-                    *d = kept;
+        let (a, d) = (&mut t.a, &mut t.d);
+        self.forward_blocks_with(x, |b, j, z| {
+            let (mut y, kept) = act.forward_train(z);
+            if b == partial {
+                y = lanes::select(keep, y, lanes::zero());
+                if !A::KEPT_IS_OUTPUT {
+                    let k = if A::KEEPS { kept } else { d[b][j] };
+                    d[b][j] = lanes::select(keep, k, lanes::zero());
                 }
-                mx[i & 3] = lanes::max(mx[i & 3], lanes::abs(y));
+            } else if A::KEEPS && !A::KEPT_IS_OUTPUT {
+                d[b][j] = kept;
             }
-        }
-        if partial {
-            // Padded samples of the last block get 0 outputs and 0 kept values, so that
-            // nothing they compute (even an overflow) reaches a gradient or the bound.
-            let keep = lanes::gt(valid, lanes::zero());
-            for (i, (a, d)) in a[full].iter_mut().zip(d[full].iter_mut()).enumerate() {
-                let (y, kept) = act.forward_train(*a);
-                let y = lanes::select(keep, y, lanes::zero());
-                *a = y;
-                *d = lanes::select(keep, if A::KEEPS { kept } else { *d }, lanes::zero());
-                mx[i & 3] = lanes::max(mx[i & 3], lanes::abs(y));
-            }
-        }
+            a[b][j] = y;
+            // ReLU's outputs are >= 0 (or NaN, which the maximum keeps as `abs` would).
+            let m = if A::RELU { y } else { lanes::abs(y) };
+            mx[j & 3] = lanes::max(mx[j & 3], m);
+        });
         t.max_out = lanes::max(lanes::max(mx[0], mx[1]), lanes::max(mx[2], mx[3]));
     }
 
@@ -516,21 +527,34 @@ impl<const I: usize, const O: usize, A: Activation> LayerKernel for Dense<I, O, 
         t.ok = (ok[0] + ok[1]) + (ok[2] + ok[3]);
     }
 
+    fn track_all(t: &mut DenseTile<O>, nb: usize) {
+        Self::track_last(t, nb);
+    }
+
     fn backprop(&self, _t: &mut DenseTile<O>, _nb: usize) {}
 
     fn input_grad<F: Activation>(
         &self,
         t: &DenseTile<O>,
         dx: &mut [[Lane; I]],
+        ys: &[[Lane; I]],
         f: &F,
-    ) -> [Lane; 2] {
+    ) {
         let nb = dx.len();
-        self.backward_input_blocks_with::<false>(&t.d[..nb], dx, |kept, g| f.backward(kept, g))
+        let d = &t.d[..nb];
+        if F::KEPT_IS_OUTPUT {
+            self.backward_input_blocks_with::<false>(d, dx, ys, |_, y, g| f.backward(y, g));
+        } else {
+            self.backward_input_blocks_with::<false>(d, dx, ys, |k, _, g| f.backward(k, g));
+        }
     }
 
-    fn add_last_stats(t: &mut DenseTile<O>, s: [Lane; 2]) {
-        t.max_d = lanes::max(t.max_d, s[0]);
-        t.ok += s[1];
+    fn out_max(t: &DenseTile<O>) -> f64 {
+        f64::from(lanes::reduce_max(t.max_out))
+    }
+
+    fn last_grad_bound(&self) -> f64 {
+        A::GRAD_BOUND
     }
 
     fn accumulate(
@@ -631,15 +655,23 @@ impl<const I: usize, const O: usize, A: Activation> LayerKernel for Dense<I, O, 
         n: usize,
         step: &P::Step,
         s: &P::State<I, O>,
-    ) -> Result<f64, Error> {
-        if !lanes::all_finite(t.ok) {
-            return Err(Error::NonFinite {
-                what: "gradient",
-                index: None,
-            });
-        }
+        d: Option<f64>,
+        _measured: bool,
+    ) -> Result<(f64, f64), Error> {
+        let d = match d {
+            Some(d) => d,
+            None => {
+                if !lanes::all_finite(t.ok) {
+                    return Err(Error::NonFinite {
+                        what: "gradient",
+                        index: None,
+                    });
+                }
+                f64::from(lanes::reduce_max(t.max_d))
+            }
+        };
         // |dW_jk| = |Σ_s d_sj x_sk| <= n max|d| max|x|; |db_j| <= n max|d|.
-        let g = n as f64 * f64::from(lanes::reduce_max(t.max_d)) * max_in.max(1.0);
+        let g = n as f64 * d * max_in.max(1.0);
         let w = f64::from(self.max_abs());
         let mut sm = [0.0f64; 2];
         for (m, slot) in sm.iter_mut().zip(s.as_ref()) {
@@ -649,7 +681,7 @@ impl<const I: usize, const O: usize, A: Activation> LayerKernel for Dense<I, O, 
         if !(w.is_finite() && P::is_safe(step, w, g, sm)) {
             return Err(Error::UpdateOverflow);
         }
-        Ok(f64::from(lanes::reduce_max(t.max_out)))
+        Ok((d, O as f64 * w))
     }
 }
 
@@ -753,11 +785,15 @@ impl<A: Layer, B: Layer<In = <A as LayerKernel>::Out>> LayerKernel for Chain<A, 
         B::track_last(&mut t.1, nb);
     }
 
+    fn track_all(t: &mut Self::Tile, nb: usize) {
+        A::track_all(&mut t.0, nb);
+        B::track_all(&mut t.1, nb);
+    }
+
     fn backprop(&self, t: &mut Self::Tile, nb: usize) {
         self.1.backprop(&mut t.1, nb);
-        let (_, d, f) = self.0.last(&mut t.0);
-        let stats = self.1.input_grad(&t.1, &mut d[..nb], f);
-        A::add_last_stats(&mut t.0, stats);
+        let (a, d, f) = self.0.last(&mut t.0);
+        self.1.input_grad(&t.1, &mut d[..nb], &a[..nb], f);
         self.0.backprop(&mut t.0, nb);
     }
 
@@ -765,13 +801,18 @@ impl<A: Layer, B: Layer<In = <A as LayerKernel>::Out>> LayerKernel for Chain<A, 
         &self,
         t: &Self::Tile,
         dx: &mut [InBlock<Self>],
+        ys: &[InBlock<Self>],
         f: &F,
-    ) -> [Lane; 2] {
-        self.0.input_grad(&t.0, dx, f)
+    ) {
+        self.0.input_grad(&t.0, dx, ys, f);
     }
 
-    fn add_last_stats(t: &mut Self::Tile, s: [Lane; 2]) {
-        B::add_last_stats(&mut t.1, s);
+    fn out_max(t: &Self::Tile) -> f64 {
+        B::out_max(&t.1)
+    }
+
+    fn last_grad_bound(&self) -> f64 {
+        self.1.last_grad_bound()
     }
 
     fn accumulate(
@@ -852,9 +893,17 @@ impl<A: Layer, B: Layer<In = <A as LayerKernel>::Out>> LayerKernel for Chain<A, 
         n: usize,
         step: &P::Step,
         s: &Self::State<P>,
-    ) -> Result<f64, Error> {
-        let mid = self.0.check::<P>(&t.0, max_in, n, step, &s.0)?;
-        self.1.check::<P>(&t.1, mid, n, step, &s.1)
+        d: Option<f64>,
+        measured: bool,
+    ) -> Result<(f64, f64), Error> {
+        // Top down: the layer above bounds the `dL/dz` of the layers below it,
+        // |f'(z) (W^T d)_k| <= max|f'| O max|W| max|d|, with the weights before the update
+        // (or, `measured`, each layer's own maximum).
+        let mid = A::out_max(&t.0);
+        let (d_above, factor) = self.1.check::<P>(&t.1, mid, n, step, &s.1, d, measured)?;
+        let d_below = (!measured).then(|| self.0.last_grad_bound() * factor * d_above);
+        self.0
+            .check::<P>(&t.0, max_in, n, step, &s.0, d_below, measured)
     }
 }
 

@@ -34,7 +34,12 @@
 //! when an input or a loss is not finite ([`Error::NonFinite`]), or when the bound on its update
 //! could overflow `f32` ([`Error::UpdateOverflow`]): each layer's gradient is at most
 //! `N max|dL/dz| max(|input|, 1)`, and the optimizer's rule says whether an update that large
-//! keeps every weight, velocity and moment finite.
+//! keeps every weight, velocity and moment finite. The last layer's `max|dL/dz|` is measured;
+//! a layer below it is first bounded in closed form, `max|f'| O max|W| max|dL/dz above|`
+//! (free: no pass over its `dL/dz`), and only when that bound refuses is every layer's
+//! `max|dL/dz|` measured (the step passes over its tiles once more) and the step decided on
+//! those. So a step is refused exactly when the measured bound says so, and only such steps
+//! pay for the measurement.
 
 use core::fmt;
 

@@ -110,3 +110,51 @@ fn parallel_regression_and_refusals_match_serial() {
     assert_eq!(a.to_bits(), b.to_bits());
     assert_eq!(params(&serial), params(&par));
 }
+
+/// A step whose closed-form bound overflows (huge weights above a ReLU whose input is
+/// exactly 0) but whose measured `dL/dz` are small is taken, by the serial and the parallel
+/// step alike, bit for bit, and it is plain SGD on the gradients.
+#[test]
+fn a_step_the_closed_form_bound_refuses_is_decided_on_measured_values() {
+    use fusedprop::Layer;
+    type L = chain![Dense<1, 1, Relu>, Dense<1, 1, Relu>, Dense<1, 2>];
+    let p = [1e30, 1e30, 1e30, 0.0, 1e30, -1e30, 0.25, -0.5];
+    let mut serial = Network::<L, SoftmaxCrossEntropy>::ZERO;
+    serial.read_params(&p).unwrap();
+    let mut par = serial.clone();
+    let sgd = Sgd::new(0.1).unwrap();
+    for n in [1usize, 300] {
+        let x = vec![[-1.0f32]; n];
+        let y: Vec<u32> = (0..n).map(|i| (i % 2) as u32).collect();
+        let mut g = Box::new(fusedprop::NetGradients::<L>::ZERO);
+        let mut ws = NetWorkspace::new();
+        serial.gradients(&x, &y, &mut g, &mut ws).unwrap();
+        let mut grads = vec![0.0f32; L::PARAMS];
+        g.write_flat(&mut grads).unwrap();
+        let mut before = vec![0.0f32; L::PARAMS];
+        serial.write_params(&mut before).unwrap();
+        let (mut s1, mut s2) = (OptimizerState::new(), OptimizerState::new());
+        let mut pws = Box::new(NetParWorkspace::<L, 2>::ZERO);
+        pws.set_min_flop(0);
+        let a = serial.train_step(&x, &y, &sgd, &mut s1, &mut ws).unwrap();
+        let b = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap()
+            .install(|| par.train_step_par(&x, &y, &sgd, &mut s2, &mut pws))
+            .unwrap();
+        assert_eq!(a.to_bits(), b.to_bits(), "loss, N = {n}");
+        assert_eq!(params(&serial), params(&par), "weights, N = {n}");
+        let mut after = vec![0.0f32; L::PARAMS];
+        serial.write_params(&mut after).unwrap();
+        for i in 0..L::PARAMS {
+            let want = before[i] - 0.1 * grads[i];
+            assert!(
+                (after[i] - want).abs() <= 1e-6 * want.abs().max(1.0),
+                "parameter {i}, N = {n}: {} after the step, want {want}",
+                after[i]
+            );
+        }
+        assert!(grads[6] != 0.0, "the last biases must move");
+    }
+}
