@@ -25,6 +25,7 @@
 //! that a second sweep would read.
 
 use crate::activation::{Activation, ConstActivation, Linear};
+use crate::driver::TILE_BLOCKS;
 use crate::error::{Error, check_rows, same_len};
 use crate::lanes::{self, LANES, Lane};
 use crate::optim::{ConstZero, Rule, Sgd};
@@ -678,7 +679,8 @@ impl<const I: usize, const O: usize, A: Activation> Dense<I, O, A> {
     ) {
         let nb = x.len();
         let mut b = 0;
-        while b + 4 <= nb {
+        // A one-block tile (targets without SIMD, where code size counts) has no 4-block run.
+        while TILE_BLOCKS >= 4 && b + 4 <= nb {
             let mut j = 0;
             while j + 4 <= O {
                 self.forward_ep::<4, 4>(x, b, j, &mut ep);
@@ -692,11 +694,27 @@ impl<const I: usize, const O: usize, A: Activation> Dense<I, O, A> {
             }
             b += 4;
         }
+        // One block at a time, four outputs at a time (as `forward_block`), with no
+        // `[Lane; O]` temporary on the stack; one output at a time on targets without SIMD
+        // (the smallest code: the activation is inlined into each variant).
         while b < nb {
-            let mut z = [lanes::zero(); O];
-            self.forward_block(&x[b], &mut z);
-            for (j, &v) in z.iter().enumerate() {
-                ep(b, j, v);
+            if TILE_BLOCKS < 4 {
+                for j in 0..O {
+                    self.forward_ep::<1, 1>(x, b, j, &mut ep);
+                }
+                b += 1;
+                continue;
+            }
+            let mut j = 0;
+            while j + 4 <= O {
+                self.forward_ep::<4, 1>(x, b, j, &mut ep);
+                j += 4;
+            }
+            match O - j {
+                3 => self.forward_ep::<3, 1>(x, b, j, &mut ep),
+                2 => self.forward_ep::<2, 1>(x, b, j, &mut ep),
+                1 => self.forward_ep::<1, 1>(x, b, j, &mut ep),
+                _ => {}
             }
             b += 1;
         }

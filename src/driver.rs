@@ -31,6 +31,12 @@ pub(crate) const TILE_BLOCKS: usize = if lanes::NARROW { 1 } else { 8 };
 /// program on the two kinds of target agrees to rounding.
 pub const TILE_SAMPLES: usize = TILE_BLOCKS * LANES;
 
+/// Whether every tile measures every layer's `|dL/dz|` for the exact refusal bound (targets
+/// without SIMD, where a pass over `d` is cheap beside the step and flash is not: no
+/// closed-form bound and no second pass over the batch), or only the last layer's, the
+/// others bounded in closed form and measured by [`measure`] only when that refuses.
+pub(crate) const EXACT_ALWAYS: bool = lanes::NARROW;
+
 /// The network, shared (for `gradients`) or unique (for training).
 pub(crate) enum NetRef<'a, L> {
     Shared(&'a L),
@@ -234,6 +240,9 @@ pub(crate) fn tile_pass<L: Layer, H: Head<L::Out>>(
     }
     L::track_last(tile, nb);
     m.backprop(tile, nb);
+    if EXACT_ALWAYS {
+        L::track_all(tile, nb);
+    }
     Ok((nb, tile_loss))
 }
 
@@ -312,13 +321,16 @@ pub(crate) fn run<L: Layer, H: Head<L::Out>, P: Optimizer>(
                 };
                 let step = opt.step(state.step + 1);
                 let max_in = f64::from(lanes::reduce_max(max_x));
-                if m.check::<P>(tile, max_in, n, &step, &state.layers, None, false)
-                    .is_err()
-                {
-                    // The closed-form bound is loose: measure every layer's `dL/dz` and
-                    // decide on those. The last tile ends up in `wx` and `tile` as before.
-                    measure::<L, H>(m, inputs, &seed, wx, tile)?;
-                    m.check::<P>(tile, max_in, n, &step, &state.layers, None, true)?;
+                let exact = EXACT_ALWAYS;
+                match m.check::<P>(tile, max_in, n, &step, &state.layers, None, exact) {
+                    Ok(_) => {}
+                    Err(e) if exact => return Err(e),
+                    Err(_) => {
+                        // The closed-form bound is loose: measure every layer's `dL/dz` and
+                        // decide on those. The last tile ends up in `wx` and `tile` as before.
+                        measure::<L, H>(m, inputs, &seed, wx, tile)?;
+                        m.check::<P>(tile, max_in, n, &step, &state.layers, None, true)?;
+                    }
                 }
                 let (xt, rows) = tile_inputs(inputs, t, nb, wx);
                 let prior = if tiles > 1 { Some(&*acc) } else { None };
@@ -334,6 +346,8 @@ pub(crate) fn run<L: Layer, H: Head<L::Out>, P: Optimizer>(
 /// for the exact refusal bound when the closed-form one refuses: every tile passes forward
 /// and backward again, in order, so the last tile's buffers end as the first pass left them.
 /// Only a step that the closed-form bound refuses pays for it.
+#[cold]
+#[inline(never)]
 pub(crate) fn measure<L: Layer, H: Head<L::Out>>(
     m: &L,
     inputs: Inputs<'_, L>,

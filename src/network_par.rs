@@ -12,7 +12,7 @@
 
 use rayon::prelude::*;
 
-use crate::driver::{Inputs, Seed, check_batch, measure, tile_inputs, tile_pass};
+use crate::driver::{EXACT_ALWAYS, Inputs, Seed, check_batch, measure, tile_inputs, tile_pass};
 use crate::driver::{TILE_SAMPLES, finite_total};
 use crate::error::Error;
 use crate::head::Head;
@@ -211,15 +211,17 @@ fn par_run<L: Layer, H: Head<L::Out>, P: Optimizer, const C: usize>(
         }
         let step = opt.step(state.step + 1);
         let max_in = f64::from(lanes::reduce_max(max_x));
-        if layers
-            .check::<P>(&head[0].tile, max_in, n, &step, &state.layers, None, false)
-            .is_err()
-        {
-            // The exact bound, as the serial step decides it (`driver::measure`), on one
-            // thread: the slots' gradients are kept, the head slot's tile buffers reused.
-            let NetWorkspace { x: wx, tile, .. } = &mut head[0];
-            measure::<L, H>(layers, Inputs::<L>::Rows(x), seed, wx, tile)?;
-            layers.check::<P>(&head[0].tile, max_in, n, &step, &state.layers, None, true)?;
+        let exact = EXACT_ALWAYS;
+        match layers.check::<P>(&head[0].tile, max_in, n, &step, &state.layers, None, exact) {
+            Ok(_) => {}
+            Err(e) if exact => return Err(e),
+            Err(_) => {
+                // The exact bound, as the serial step decides it (`driver::measure`), on one
+                // thread: the slots' gradients are kept, the head slot's tile buffers reused.
+                let NetWorkspace { x: wx, tile, .. } = &mut head[0];
+                measure::<L, H>(layers, Inputs::<L>::Rows(x), seed, wx, tile)?;
+                layers.check::<P>(&head[0].tile, max_in, n, &step, &state.layers, None, true)?;
+            }
         }
         let parts: [&L::Grads; C] = core::array::from_fn(|i| &slots[i.min(k - 1)].acc);
         layers.reduce_round::<P, C>(parts, k, total, t0 == 0, Some((&step, &mut state.layers)));
