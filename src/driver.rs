@@ -104,9 +104,19 @@ pub(crate) enum Finish<'a, L: Layer, P: Optimizer> {
 /// Errors with the first gradient (in [`Network::write_params`] order) that is not finite:
 /// a finite loss does not bound the gradients (`dW = d a^T` overflows with huge activations).
 pub(crate) fn finite_grads<L: Layer>(g: &L::Grads) -> Result<(), Error> {
+    first_non_finite("gradient", |f| L::visit_grads(g, &mut |s: &[f32]| f(s)))
+}
+
+/// Errors with the position (in visiting order) of the first value that `visit` hands its
+/// closure that is not finite, as [`Error::NonFinite`] of `what`: the one scan behind
+/// [`finite_grads`] and [`Network::check_weights`].
+pub(crate) fn first_non_finite(
+    what: &'static str,
+    visit: impl FnOnce(&mut dyn FnMut(&[f32])),
+) -> Result<(), Error> {
     let mut at = 0;
     let mut bad = None;
-    L::visit_grads(g, &mut |s: &[f32]| {
+    visit(&mut |s: &[f32]| {
         if bad.is_none()
             && let Some(i) = s.iter().position(|v| !v.is_finite())
         {
@@ -117,7 +127,7 @@ pub(crate) fn finite_grads<L: Layer>(g: &L::Grads) -> Result<(), Error> {
     match bad {
         None => Ok(()),
         Some(i) => Err(Error::NonFinite {
-            what: "gradient",
+            what,
             index: Some(i),
         }),
     }

@@ -46,7 +46,7 @@ use core::fmt;
 use crate::batch::PackedBatch;
 use crate::driver::{
     Finish, Inputs, NetRef, Seed, TILE_BLOCKS, TILE_SAMPLES, check_batch, check_inputs,
-    finite_grads, finite_loss, finite_total, run,
+    finite_grads, finite_loss, finite_total, first_non_finite, run,
 };
 use crate::error::{Error, same_len};
 use crate::head::{Classifier, Head, sealed::HeadKernel};
@@ -376,23 +376,7 @@ impl<L: Layer, H: Head<L::Out>> Network<L, H> {
     /// # Errors
     /// [`Error::NonFinite`] (`"weight"`, index in [`Network::write_params`] order).
     pub fn check_weights(&self) -> Result<(), Error> {
-        let mut at = 0;
-        let mut bad = None;
-        self.layers.visit(&mut |s: &[f32]| {
-            if bad.is_none()
-                && let Some(i) = s.iter().position(|v| !v.is_finite())
-            {
-                bad = Some(at + i);
-            }
-            at += s.len();
-        });
-        match bad {
-            None => Ok(()),
-            Some(i) => Err(Error::NonFinite {
-                what: "weight",
-                index: Some(i),
-            }),
-        }
+        first_non_finite("weight", |f| self.layers.visit(&mut |s: &[f32]| f(s)))
     }
 
     /// The network as Rust source: `pub static {name}: Network<...> = Network::from_layers(...);`,
