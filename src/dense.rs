@@ -681,17 +681,7 @@ impl<const I: usize, const O: usize, A: Activation> Dense<I, O, A> {
         let mut b = 0;
         // A one-block tile (targets without SIMD, where code size counts) has no 4-block run.
         while TILE_BLOCKS >= 4 && b + 4 <= nb {
-            let mut j = 0;
-            while j + 4 <= O {
-                self.forward_ep::<4, 4>(x, b, j, &mut ep);
-                j += 4;
-            }
-            match O - j {
-                3 => self.forward_ep::<3, 4>(x, b, j, &mut ep),
-                2 => self.forward_ep::<2, 4>(x, b, j, &mut ep),
-                1 => self.forward_ep::<1, 4>(x, b, j, &mut ep),
-                _ => {}
-            }
+            self.forward_outputs::<4>(x, b, &mut ep);
             b += 4;
         }
         // One block at a time, four outputs at a time (as `forward_block`), with no
@@ -702,21 +692,31 @@ impl<const I: usize, const O: usize, A: Activation> Dense<I, O, A> {
                 for j in 0..O {
                     self.forward_ep::<1, 1>(x, b, j, &mut ep);
                 }
-                b += 1;
-                continue;
-            }
-            let mut j = 0;
-            while j + 4 <= O {
-                self.forward_ep::<4, 1>(x, b, j, &mut ep);
-                j += 4;
-            }
-            match O - j {
-                3 => self.forward_ep::<3, 1>(x, b, j, &mut ep),
-                2 => self.forward_ep::<2, 1>(x, b, j, &mut ep),
-                1 => self.forward_ep::<1, 1>(x, b, j, &mut ep),
-                _ => {}
+            } else {
+                self.forward_outputs::<1>(x, b, &mut ep);
             }
             b += 1;
+        }
+    }
+
+    /// Every output of blocks `b..b + NB` of [`Dense::forward_blocks_with`], four at a time.
+    #[inline(always)]
+    fn forward_outputs<const NB: usize>(
+        &self,
+        x: &[[Lane; I]],
+        b: usize,
+        ep: &mut impl FnMut(usize, usize, Lane),
+    ) {
+        let mut j = 0;
+        while j + 4 <= O {
+            self.forward_ep::<4, NB>(x, b, j, ep);
+            j += 4;
+        }
+        match O - j {
+            3 => self.forward_ep::<3, NB>(x, b, j, ep),
+            2 => self.forward_ep::<2, NB>(x, b, j, ep),
+            1 => self.forward_ep::<1, NB>(x, b, j, ep),
+            _ => {}
         }
     }
 
