@@ -9,6 +9,8 @@
 //! cargo run --release --example diabetes [-- --epochs N --batch-size B --lr LR --seed S]
 //! ```
 
+#[path = "support/cli.rs"]
+mod cli;
 #[path = "support/data.rs"]
 mod data;
 
@@ -28,33 +30,24 @@ type Layers = chain![Dense<10, 32, Sigmoid>, Dense<32, 16, Relu>, Dense<16, 1>];
 const N_TRAIN: usize = 353;
 
 fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    cli::exit(run())
 }
 
 fn run() -> Result<(), String> {
-    let (mut epochs, mut batch, mut lr, mut seed) = (300usize, 32usize, 0.01f32, 7u64);
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let v = it.next().ok_or(format!("{flag} needs a value"))?;
-        let bad = |e: &dyn std::fmt::Display| format!("{flag}: {e}");
-        match flag.as_str() {
-            "--epochs" => epochs = v.parse().map_err(|e| bad(&e))?,
-            "--batch-size" => batch = v.parse().map_err(|e| bad(&e))?,
-            "--lr" => lr = v.parse().map_err(|e| bad(&e))?,
-            "--seed" => seed = v.parse().map_err(|e| bad(&e))?,
-            _ => {
-                return Err(
-                    "usage: diabetes [--epochs N] [--batch-size B] [--lr LR] [--seed S]".into(),
-                );
-            }
-        }
+    let cli::FitFlags {
+        epochs,
+        batch,
+        lr,
+        seed,
+        ..
+    } = cli::FitFlags {
+        epochs: 300,
+        batch: 32,
+        lr: Some(0.01),
+        seed: 7,
     }
+    .parse("diabetes")?;
+    let lr = lr.unwrap_or_default();
     let (x, t) = data::read_table::<10>(&data::data_dir().join("diabetes.csv"))?;
     if x.len() <= N_TRAIN {
         return Err("data/diabetes.csv: too few rows".into());

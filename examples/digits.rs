@@ -5,6 +5,8 @@
 //! cargo run --release --example digits [-- --epochs N --batch B --lr LR --seed S]
 //! ```
 
+#[path = "support/cli.rs"]
+mod cli;
 #[path = "support/data.rs"]
 mod data;
 
@@ -49,13 +51,7 @@ fn parse_args() -> Result<Args, String> {
 }
 
 fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    cli::exit(run())
 }
 
 fn run() -> Result<(), String> {

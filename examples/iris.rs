@@ -19,6 +19,8 @@
 //! when there is validation data, restoring the best weights), Keras-like epoch lines, and
 //! with `--plot` the training and validation loss curves drawn into an SVG file.
 
+#[path = "support/cli.rs"]
+mod cli;
 #[path = "support/data.rs"]
 mod data;
 
@@ -114,13 +116,7 @@ fn parse_args() -> Result<Args, String> {
 }
 
 fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    cli::exit(run())
 }
 
 fn run() -> Result<(), String> {

@@ -15,6 +15,8 @@
 //! cargo run --release --example long_run [-- --epochs N --batch-size B --seed S]
 //! ```
 
+#[path = "support/cli.rs"]
+mod cli;
 #[path = "support/data.rs"]
 mod data;
 
@@ -39,28 +41,22 @@ fn config_steps(n: usize, batch: usize) -> usize {
 }
 
 fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    cli::exit(run())
 }
 
 fn run() -> Result<(), String> {
-    let (mut epochs, mut batch, mut seed) = (60usize, 32usize, 7u64);
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let v = it.next().ok_or(format!("{flag} needs a value"))?;
-        let bad = |e: &dyn std::fmt::Display| format!("{flag}: {e}");
-        match flag.as_str() {
-            "--epochs" => epochs = v.parse().map_err(|e| bad(&e))?,
-            "--batch-size" => batch = v.parse().map_err(|e| bad(&e))?,
-            "--seed" => seed = v.parse().map_err(|e| bad(&e))?,
-            _ => return Err("usage: long_run [--epochs N] [--batch-size B] [--seed S]".into()),
-        }
+    let cli::FitFlags {
+        epochs,
+        batch,
+        seed,
+        ..
+    } = cli::FitFlags {
+        epochs: 60,
+        batch: 32,
+        lr: None,
+        seed: 7,
     }
+    .parse("long_run")?;
     let (mut x, y) = data::read_csv::<64>(&data::data_dir().join("digits.csv"))?;
     for row in &mut x {
         for v in row.iter_mut() {

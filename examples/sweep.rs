@@ -10,6 +10,8 @@
 //! cargo run --release --features rayon --example sweep [-- --epochs N]
 //! ```
 
+#[path = "support/cli.rs"]
+mod cli;
 #[path = "support/data.rs"]
 mod data;
 
@@ -62,13 +64,7 @@ fn jobs(n_fit: usize) -> Vec<Job> {
 }
 
 fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    cli::exit(run())
 }
 
 fn run() -> Result<(), String> {
