@@ -398,3 +398,58 @@ fn refused_steps_adam() {
     // `weight_decay * lr < 1`.
     refusals(|lr| Adam::adamw(lr, 1e-3 / lr.max(1.0)).unwrap());
 }
+
+/// The margin of "Refusing a step": the weights' magnitude *plus* the largest update the
+/// gradient bound allows must stay below `f32::MAX / 16`. Weights of 2e37 and an update bound
+/// of 1e36 to 1e37 are each inside it (the first two steps are taken), together outside it:
+/// refused, although the update computed would have stayed finite.
+fn margin<P: Optimizer + PartialEq>(opt: P) {
+    let (x, y) = data(1.0);
+    let mut net = Net::new(3);
+    assert!(
+        step(&mut net, &opt, None, &x, &y).is_ok(),
+        "{opt:?}: small weights"
+    );
+    let small = opt.with_learning_rate(0.01).unwrap();
+    net.read_params(&[2e37; PARAMS]).unwrap();
+    assert!(
+        step(&mut net, &small, None, &x, &y).is_ok(),
+        "{small:?}: 2e37"
+    );
+    net.read_params(&[2e37; PARAMS]).unwrap();
+    assert_eq!(
+        step(&mut net, &opt, None, &x, &y),
+        Err(Error::UpdateOverflow),
+        "{opt:?}: 2e37"
+    );
+}
+
+#[test]
+fn the_margin_counts_weights_and_update_together() {
+    margin(Sgd::new(3e36).unwrap());
+    margin(Momentum::new(3e36, 0.9).unwrap());
+    margin(Momentum::nesterov(3e36, 0.9).unwrap());
+    // Adam's bound is `m α / ε`: with ε = 1e-7 and α about 0.3 lr at step 1 (Keras; 10 lr
+    // for PyTorch), these bound the update near 3e36 times the gradient bound.
+    margin(Adam::new(1e30).unwrap());
+    margin(Adam::pytorch(3e28).unwrap());
+}
+
+/// A second moment that would overflow: a gradient near 1e20 is finite, its square is not.
+/// Adam refuses the step (its state would hold infinity); SGD, whose update is `lr g`, takes
+/// it.
+#[test]
+fn adam_refuses_a_step_whose_second_moment_would_overflow() {
+    let (mut x, y) = data(1.0);
+    x[3][2] = 1e21;
+    let mut net = Net::new(3);
+    assert!(step(&mut net, &Sgd::new(1e-3).unwrap(), None, &x, &y).is_ok());
+    for opt in [Adam::new(1e-3).unwrap(), Adam::pytorch(1e-3).unwrap()] {
+        let mut net = Net::new(3);
+        assert_eq!(
+            step(&mut net, &opt, None, &x, &y),
+            Err(Error::UpdateOverflow),
+            "{opt:?}"
+        );
+    }
+}
