@@ -73,3 +73,52 @@ fn binary_cross_entropy_refuses_targets_outside_the_unit_interval() {
         })
     );
 }
+
+/// The reported loss is Keras's: the mean over samples *and outputs*, here of two outputs
+/// (with one output the two means are the same), against the outputs `Network::outputs`
+/// gives.
+#[test]
+fn losses_are_means_over_samples_and_outputs() {
+    let x = rows();
+    let t = vec![
+        [0.25f32, 1.0],
+        [1.0, 0.0],
+        [0.0, 0.5],
+        [0.5, 0.5],
+        [1.0, 1.0],
+        [0.0, 0.0],
+    ];
+    let mse = Network::<Dense<3, 2>, MeanSquaredError>::new(4);
+    let mut z = vec![[0.0f32; 2]; 6];
+    mse.outputs(&x, &mut z).unwrap();
+    let mut want = 0.0f64;
+    for (zr, tr) in z.iter().zip(&t) {
+        for (&v, &y) in zr.iter().zip(tr) {
+            want += (f64::from(v) - f64::from(y)).powi(2);
+        }
+    }
+    want /= 12.0;
+    let got = f64::from(mse.loss(&x, &t).unwrap());
+    assert!(
+        (got - want).abs() <= 1e-5 * want,
+        "mse {got} against {want}"
+    );
+
+    let bce = Network::<Dense<3, 2>, BinaryCrossEntropy>::new(4);
+    bce.outputs(&x, &mut z).unwrap();
+    let mut want = 0.0f64;
+    for (zr, tr) in z.iter().zip(&t) {
+        for (&v, &y) in zr.iter().zip(tr) {
+            // `outputs` gives the logits: -t ln σ(z) - (1 - t) ln(1 - σ(z)).
+            let p = 1.0 / (1.0 + (-f64::from(v)).exp());
+            let y = f64::from(y);
+            want -= y * p.ln() + (1.0 - y) * (1.0 - p).ln();
+        }
+    }
+    want /= 12.0;
+    let got = f64::from(bce.loss(&x, &t).unwrap());
+    assert!(
+        (got - want).abs() <= 1e-5 * want,
+        "bce {got} against {want}"
+    );
+}
