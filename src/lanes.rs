@@ -90,6 +90,45 @@ pub(crate) const SIMD_LEVEL: &str = if NARROW {
     "scalar"
 };
 
+/// `a == b` in a `const` (`str`'s `==` is not `const`).
+#[cfg(all(
+    not(fusedprop_narrow),
+    any(
+        all(target_arch = "aarch64", target_feature = "neon"),
+        all(target_arch = "wasm32", target_feature = "simd128")
+    )
+))]
+const fn str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+// Where `wide` has NEON or simd128 the lane is its SIMD `f32x16`, and `SIMD_LEVEL` says so.
+// Checked when the crate compiles, so that CI's wasm32 build, which runs no tests, checks it
+// too (`tests/simd_level.rs` checks every target the suite runs on, aarch64 under QEMU).
+#[cfg(all(
+    target_arch = "aarch64",
+    target_feature = "neon",
+    not(fusedprop_narrow)
+))]
+const _: () = assert!(!NARROW && str_eq(SIMD_LEVEL, "neon"));
+#[cfg(all(
+    target_arch = "wasm32",
+    target_feature = "simd128",
+    not(fusedprop_narrow)
+))]
+const _: () = assert!(!NARROW && str_eq(SIMD_LEVEL, "simd128"));
+
 /// Whether this build fuses multiply and add in one rounding.
 pub(crate) const HAS_FMA: bool = !NARROW
     && cfg!(any(

@@ -292,8 +292,13 @@ impl<const I: usize, const H: usize, const O: usize> Mlp<I, H, O> {
     /// Std only; allocates the box.
     ///
     /// ```
-    /// let big = fusedprop::Mlp::<784, 256, 10>::new_boxed(7);
-    /// assert_eq!(*big, fusedprop::Mlp::new(7));
+    /// use fusedprop::Mlp;
+    ///
+    /// let big = Mlp::<784, 256, 10>::new_boxed(7);
+    /// # assert!(big.hidden().weights().iter().flatten().any(|&w| w != 0.0));
+    /// // The model `Mlp::new(7)` returns by value, built in place. (Not compared at this size:
+    /// // unoptimized, `Mlp::new(7)` and the comparison need more than a test thread's 2 MiB.)
+    /// assert_eq!(*Mlp::<4, 32, 3>::new_boxed(7), Mlp::new(7));
     /// ```
     #[cfg(feature = "std")]
     #[must_use]
