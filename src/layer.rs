@@ -135,9 +135,10 @@ pub struct DenseTile<const O: usize> {
     pub(crate) d: [[Lane; O]; TILE_BLOCKS],
     /// The largest `|a|` of the step so far, per lane (valid samples only).
     max_out: Lane,
-    /// The largest `|dL/dz|` of the step so far, per lane.
+    /// The largest `|dL/dz|` of the step so far, per lane: kept for the last layer only,
+    /// and for every layer by `track_all` (`driver::measure`, targets without SIMD).
     max_d: Lane,
-    /// `0` while every `dL/dz` seen was finite, NaN after.
+    /// `0` while every `dL/dz` seen was finite, NaN after (tracked as `max_d` is).
     ok: Lane,
 }
 
