@@ -44,7 +44,10 @@
 )]
 mod imp;
 
-pub(crate) use imp::{Lane, NARROW, ROW_VIEW, as_rows_mut, ln, pow2i, sum4, sum4x4, sum16};
+pub(crate) use imp::{
+    FAST_TRANSPOSE, Lane, NARROW, ROW_VIEW, as_rows_mut, ln, load_block_rows, pow2i, sum4, sum4x4,
+    sum16,
+};
 
 /// Samples in one block: the width of [`Lane`].
 pub(crate) const LANES: usize = 16;
@@ -354,7 +357,17 @@ pub(crate) fn valid(n: usize) -> Lane {
 #[inline(always)]
 pub(crate) fn load_rows<const N: usize>(rows: &[[f32; N]], out: &mut [Lane; N]) {
     debug_assert!(rows.len() <= LANES);
-    for (k, lane) in out.iter_mut().enumerate() {
+    let mut k0 = 0;
+    // PERF: a full block, sixteen columns at a time, by transposes in registers where they
+    // are AVX shuffles (`load_block_rows`); elsewhere, and for the last `N % 16` columns and
+    // partial blocks, lane by lane (gathers or scalar moves).
+    if FAST_TRANSPOSE && rows.len() == LANES {
+        while k0 + 16 <= N {
+            load_block_rows(rows, k0, out);
+            k0 += 16;
+        }
+    }
+    for (k, lane) in out.iter_mut().enumerate().skip(k0) {
         let mut a = [0.0f32; LANES];
         for (v, row) in a.iter_mut().zip(rows) {
             *v = row[k];
@@ -456,6 +469,32 @@ mod tests {
                 assert_eq!(got[m].to_bits(), sum(*xm).to_bits(), "lane {m}");
             }
         }
+    }
+
+    /// Full and partial blocks, widths below, at and past multiples of 16: every lane is
+    /// the row's value, and lanes past the rows are +0.
+    #[test]
+    fn load_rows_is_the_transpose_of_the_rows() {
+        fn check<const N: usize>() {
+            let rows: [[f32; N]; 16] =
+                core::array::from_fn(|s| core::array::from_fn(|k| (1000 * s + k) as f32 - 7.5));
+            for n in [16, 15, 1, 0] {
+                let mut out = [Lane::splat(f32::NAN); N];
+                load_rows(&rows[..n], &mut out);
+                for (k, lane) in out.iter().enumerate() {
+                    for (s, &v) in lane.to_array().iter().enumerate() {
+                        let want = if s < n { rows[s][k] } else { 0.0 };
+                        assert_eq!(v.to_bits(), want.to_bits(), "N {N}, n {n}, [{s}][{k}]");
+                    }
+                }
+            }
+        }
+        check::<1>();
+        check::<15>();
+        check::<16>();
+        check::<17>();
+        check::<33>();
+        check::<64>();
     }
 
     #[test]

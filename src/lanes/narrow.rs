@@ -430,6 +430,19 @@ pub(crate) fn pow2i(n: Lane) -> Lane {
     })
 }
 
+/// The narrow lane has no fast path for [`super::load_rows`].
+pub(crate) const FAST_TRANSPOSE: bool = false;
+
+/// `out[k]` lane `s` = `rows[s][k]` for sixteen rows and columns `k0..k0 + 16` (the
+/// simd16 lane's fast path, written plainly; `load_rows` does not call it here).
+pub(crate) fn load_block_rows<const N: usize>(rows: &[[f32; N]], k0: usize, out: &mut [Lane]) {
+    for (k, lane) in out[k0..k0 + 16].iter_mut().enumerate() {
+        for (v, row) in lane.0.iter_mut().zip(rows) {
+            *v = row[k0 + k];
+        }
+    }
+}
+
 /// Whether the memory of blocks can be viewed as rows ([`as_rows_mut`]): not with this
 /// lane, which is not `Pod`; the weight gradients then use the lane kernels for every column.
 pub(crate) const ROW_VIEW: bool = false;

@@ -169,6 +169,37 @@ pub(crate) fn as_rows_mut<const N: usize>(v: &mut [[Lane; N]]) -> &mut [[f32; N]
     flat.as_chunks_mut::<N>().0
 }
 
+/// Whether [`load_block_rows`] is the fast path of [`super::load_rows`]: where `wide`'s
+/// `f32x8::transpose` is AVX shuffles.
+pub(crate) const FAST_TRANSPOSE: bool = cfg!(target_feature = "avx");
+
+/// `out[k]` lane `s` = `rows[s][k]` for the sixteen rows of a full block and the columns
+/// `k0..k0 + 16`: four 8 x 8 transposes in registers.
+// PERF: the lane-by-lane loads of `load_rows` are one gather (`vgatherdps`) a column, and
+// gathers were 4% of a 64-128-64-10 step from rows; this is 8 loads, 24 shuffles and 8
+// stores per 8 x 8. `wide`'s `f32x8::transpose` (AVX `unpcklps`/`shufps`/`vperm2f128`)
+// rather than this module's `shuffle2`: the array form of `shuffle2` on freshly loaded
+// values is seen through by LLVM, which turned the transpose into scalar loads.
+#[inline(always)]
+pub(crate) fn load_block_rows<const N: usize>(rows: &[[f32; N]], k0: usize, out: &mut [Lane]) {
+    use wide::f32x8;
+    let flat: &mut [f32] = wide::bytemuck::cast_slice_mut(&mut out[k0..k0 + 16]);
+    for c in 0..2 {
+        for h in 0..2 {
+            let m: [f32x8; 8] = core::array::from_fn(|s| {
+                let row = &rows[8 * h + s][k0 + 8 * c..k0 + 8 * c + 8];
+                let mut a = [0.0f32; 8];
+                a.copy_from_slice(row);
+                f32x8::new(a)
+            });
+            for (kk, v) in f32x8::transpose(m).iter().enumerate() {
+                let at = 16 * (8 * c + kk) + 8 * h;
+                flat[at..at + 8].copy_from_slice(v.as_array());
+            }
+        }
+    }
+}
+
 /// `2^n` for integer-valued `n` in `[-126, 127]`, lane-wise, built from the exponent bits.
 // Adding `2^23 + 127` puts `n + 127` in the low mantissa bits; the shift moves it to the
 // exponent field.
