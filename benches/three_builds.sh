@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# The README's three-build table: examples/perf_report's headline figures for
+# The README's build table: examples/perf_report's headline figures for
 #   native     -C target-cpu=native      (what this repository builds with)
+#   haswell    -C target-cpu=haswell     (AVX2 + FMA, tuned for the oldest AVX2 cores: what
+#                                         users on CPUs without AVX-512 get)
 #   x86-64-v3  -C target-cpu=x86-64-v3   (AVX2 + FMA: the portable choice for a fleet)
 #   x86-64     -C target-cpu=x86-64      (SSE2: what a dependent crate gets with no flags)
-# each built in its own --target-dir (target, target/x86-64-v3, target/baseline: the last is
+# each built in its own --target-dir (target, target/haswell, target/x86-64-v3, target/baseline: the last is
 # the one CI's baseline test step uses), then run back to back, interleaved, ROUNDS times
 # (default 5; each run is `perf_report --headline --quick`), and printed as one markdown table
 # of the per-build medians. Percentages divide by the FMA peak that the *native* build
@@ -11,11 +13,11 @@
 #
 #   bash benches/three_builds.sh                          # build (first time: minutes), measure
 #   ROUNDS=9 bash benches/three_builds.sh                 # more rounds on a busy machine
-#   BUILDS="native x86-64" ROUNDS=3 bash benches/three_builds.sh   # what CI prints
+#   BUILDS="native haswell x86-64" ROUNDS=3 bash benches/three_builds.sh   # what CI prints
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${ROUNDS:-5}
-read -r -a names <<<"${BUILDS:-native x86-64-v3 x86-64}"
+read -r -a names <<<"${BUILDS:-native haswell x86-64-v3 x86-64}"
 [ "${names[0]}" = native ] || { echo "BUILDS must start with native (the peak)" >&2; exit 2; }
 dir() {
     case $1 in

@@ -29,6 +29,9 @@ type Layers = chain![Dense<30, 16, Relu>, Dense<16, 1>];
 /// (`data/README.md`).
 const N_TRAIN: usize = 455;
 
+/// The learning rate unless `--lr` says otherwise.
+const LR: f32 = 0.002;
+
 fn main() -> ExitCode {
     cli::exit(run())
 }
@@ -43,11 +46,11 @@ fn run() -> Result<(), String> {
     } = cli::FitFlags {
         epochs: 50,
         batch: 32,
-        lr: Some(0.002),
+        lr: Some(LR),
         seed: 7,
     }
     .parse("cancer")?;
-    let lr = lr.unwrap_or_default();
+    let lr = lr.unwrap_or(LR);
     let (x, labels) = data::read_csv::<30>(&data::data_dir().join("breast_cancer.csv"))?;
     if x.len() <= N_TRAIN {
         return Err("data/breast_cancer.csv: too few rows".into());

@@ -29,6 +29,9 @@ type Layers = chain![Dense<10, 32, Sigmoid>, Dense<32, 16, Relu>, Dense<16, 1>];
 /// (`data/README.md`).
 const N_TRAIN: usize = 353;
 
+/// The learning rate unless `--lr` says otherwise.
+const LR: f32 = 0.01;
+
 fn main() -> ExitCode {
     cli::exit(run())
 }
@@ -43,11 +46,11 @@ fn run() -> Result<(), String> {
     } = cli::FitFlags {
         epochs: 300,
         batch: 32,
-        lr: Some(0.01),
+        lr: Some(LR),
         seed: 7,
     }
     .parse("diabetes")?;
-    let lr = lr.unwrap_or_default();
+    let lr = lr.unwrap_or(LR);
     let (x, t) = data::read_table::<10>(&data::data_dir().join("diabetes.csv"))?;
     if x.len() <= N_TRAIN {
         return Err("data/diabetes.csv: too few rows".into());

@@ -27,7 +27,7 @@
 use crate::activation::{Activation, ConstActivation, Linear};
 use crate::driver::TILE_BLOCKS;
 use crate::error::{Error, check_rows, same_len};
-use crate::lanes::{self, LANES, Lane};
+use crate::lanes::{self, LANES, Lane, TILE_B, TILE_R};
 use crate::optim::{ConstZero, Rule, Sgd};
 use crate::rng::{SplitMix64, glorot_limit};
 
@@ -500,10 +500,11 @@ impl<const I: usize, const O: usize, A: Activation> Dense<I, O, A> {
     // their own, below. Inlined so that `predict_one` keeps the hidden layer in registers.
     #[inline(always)]
     pub(crate) fn forward_one<const RELU: bool>(&self, x: &[f32; I], y: &mut [f32; O]) {
-        if I == 4 && O.is_multiple_of(16) && lanes::NARROW {
-            // Microcontrollers: the sums below one output at a time, in the same order and
-            // roundings (products, then `(p0 + p1) + (p2 + p3)`, then the bias), without the
-            // five lanes (320 bytes) of stack.
+        if I == 4 && O.is_multiple_of(16) && lanes::FEW_REGS {
+            // Microcontrollers, and builds whose registers hold few lanes: the sums below one
+            // output at a time, in the same order and roundings (products, then
+            // `(p0 + p1) + (p2 + p3)`, then the bias), without the five lanes (320 bytes) of
+            // stack or the 512-bit shuffles, which AVX2 and SSE2 emulate in halves.
             for ((yv, row), &b) in y.iter_mut().zip(&self.w).zip(&self.b) {
                 let v = b + ((row[0] * x[0] + row[1] * x[1]) + (row[2] * x[2] + row[3] * x[3]));
                 *yv = if !RELU || v > 0.0 || v.is_nan() {
@@ -578,9 +579,10 @@ impl<const I: usize, const O: usize, A: Activation> Dense<I, O, A> {
             }
             s
         };
-        if lanes::NARROW {
-            // Microcontrollers: each output reduced as soon as its sums are known, with no
-            // sixteen accumulators (1 KiB of stack) and no transposing reduction; bit for bit
+        if lanes::FEW_REGS {
+            // Microcontrollers, and builds whose registers hold fewer than 32 lanes: each
+            // output reduced as soon as its sums are known, with no sixteen accumulators (1 KiB
+            // of stack; spilled with AVX2) and no transposing reduction; bit for bit
             // the values below (`sum16` and `sum4` give `lanes::sum` of each accumulator,
             // and the vector ReLU is this one).
             for (jr, (yv, &b)) in y.iter_mut().zip(&self.b).enumerate() {
@@ -680,9 +682,9 @@ impl<const I: usize, const O: usize, A: Activation> Dense<I, O, A> {
         let nb = x.len();
         let mut b = 0;
         // A one-block tile (targets without SIMD, where code size counts) has no 4-block run.
-        while TILE_BLOCKS >= 4 && b + 4 <= nb {
-            self.forward_outputs::<4>(x, b, &mut ep);
-            b += 4;
+        while TILE_BLOCKS >= 4 && TILE_B > 1 && b + TILE_B <= nb {
+            self.forward_outputs::<TILE_B>(x, b, &mut ep);
+            b += TILE_B;
         }
         // One block at a time, four outputs at a time (as `forward_block`), with no
         // `[Lane; O]` temporary on the stack; one output at a time on targets without SIMD
@@ -708,9 +710,9 @@ impl<const I: usize, const O: usize, A: Activation> Dense<I, O, A> {
         ep: &mut impl FnMut(usize, usize, Lane),
     ) {
         let mut j = 0;
-        while j + 4 <= O {
-            self.forward_ep::<4, NB>(x, b, j, ep);
-            j += 4;
+        while j + TILE_R <= O {
+            self.forward_ep::<TILE_R, NB>(x, b, j, ep);
+            j += TILE_R;
         }
         match O - j {
             3 => self.forward_ep::<3, NB>(x, b, j, ep),
@@ -757,19 +759,19 @@ impl<const I: usize, const O: usize, A: Activation> Dense<I, O, A> {
     ) {
         let nb = dz.len().min(dx.len());
         let mut b = 0;
-        while b + 4 <= nb {
+        while b + TILE_B <= nb {
             let mut k = 0;
-            while k + 4 <= I {
-                self.backward_input_tile::<PLAIN, 4, 4>(dz, dx, ys, b, k, f);
-                k += 4;
+            while k + TILE_R <= I {
+                self.backward_input_tile::<PLAIN, TILE_R, TILE_B>(dz, dx, ys, b, k, f);
+                k += TILE_R;
             }
             match I - k {
-                3 => self.backward_input_tile::<PLAIN, 3, 4>(dz, dx, ys, b, k, f),
-                2 => self.backward_input_tile::<PLAIN, 2, 4>(dz, dx, ys, b, k, f),
-                1 => self.backward_input_tile::<PLAIN, 1, 4>(dz, dx, ys, b, k, f),
+                3 => self.backward_input_tile::<PLAIN, 3, TILE_B>(dz, dx, ys, b, k, f),
+                2 => self.backward_input_tile::<PLAIN, 2, TILE_B>(dz, dx, ys, b, k, f),
+                1 => self.backward_input_tile::<PLAIN, 1, TILE_B>(dz, dx, ys, b, k, f),
                 _ => {}
             }
-            b += 4;
+            b += TILE_B;
         }
         while b < nb {
             let mut g = [lanes::zero(); I];
@@ -1117,8 +1119,8 @@ fn param_grads_rows<const I: usize, const O: usize, R: Rule>(
     dz: &[[Lane; O]],
     sink: &mut Sink<'_, I, O, R>,
 ) {
-    const KV: usize = 4;
-    const JR: usize = 4;
+    const KV: usize = lanes::TILE_B;
+    const JR: usize = lanes::TILE_R;
     let nv = I / 16;
     let mut v = 0;
     while v < nv {
@@ -1204,6 +1206,11 @@ fn grad_run2x8<const I: usize, const O: usize, R: Rule>(
     k: usize,
     sink: &mut Sink<'_, I, O, R>,
 ) {
+    if lanes::TILE_ACC < 16 {
+        let acc = acc_passes(x, dz, 16, |i| (j + i / 8, k + i % 8));
+        sink.weights2x8(j, k, lanes::sum16(&acc));
+        return;
+    }
     let mut acc = [lanes::zero(); 16];
     for (xb, db) in x.iter().zip(dz) {
         let (d0, d1) = (db[j], db[j + 1]);
@@ -1224,6 +1231,11 @@ fn grad_run16<const I: usize, const O: usize, R: Rule>(
     k: usize,
     sink: &mut Sink<'_, I, O, R>,
 ) {
+    if lanes::TILE_ACC < 16 {
+        let acc = acc_passes(x, dz, 16, |i| (j, k + i));
+        sink.weights16(j, k, lanes::sum16(&acc));
+        return;
+    }
     let mut acc = [lanes::zero(); 16];
     for (xb, db) in x.iter().zip(dz) {
         let d = db[j];
@@ -1245,14 +1257,10 @@ fn grad_tile<const I: usize, const O: usize, R: Rule, const JN: usize, const KN:
     sink: &mut Sink<'_, I, O, R>,
 ) {
     let mut acc = [lanes::zero(); 16];
-    for (xb, db) in x.iter().zip(dz) {
-        let xs: [Lane; KN] = core::array::from_fn(|kk| xb[k + kk]);
-        for jj in 0..JN {
-            let d = db[j + jj];
-            for (kk, &xv) in xs.iter().enumerate() {
-                acc[jj * KN + kk] = lanes::fma(d, xv, acc[jj * KN + kk]);
-            }
-        }
+    if lanes::TILE_ACC < JN * KN {
+        acc = acc_passes(x, dz, JN * KN, |i| (j + i / KN, k + i % KN));
+    } else {
+        grad_tile_acc::<I, O, JN, KN>(x, dz, j, k, &mut acc);
     }
     let g = lanes::sum16(&acc);
     if JN * KN == 16 && KN == I {
@@ -1266,4 +1274,58 @@ fn grad_tile<const I: usize, const O: usize, R: Rule, const JN: usize, const KN:
             sink.weight(j + jj, k + kk, s[jj * KN + kk]);
         }
     }
+}
+
+/// The accumulators of [`grad_tile`] in one pass over the blocks.
+#[inline(always)]
+fn grad_tile_acc<const I: usize, const O: usize, const JN: usize, const KN: usize>(
+    x: &[[Lane; I]],
+    dz: &[[Lane; O]],
+    j: usize,
+    k: usize,
+    acc: &mut [Lane; 16],
+) {
+    for (xb, db) in x.iter().zip(dz) {
+        let xs: [Lane; KN] = core::array::from_fn(|kk| xb[k + kk]);
+        for jj in 0..JN {
+            let d = db[j + jj];
+            for (kk, &xv) in xs.iter().enumerate() {
+                acc[jj * KN + kk] = lanes::fma(d, xv, acc[jj * KN + kk]);
+            }
+        }
+    }
+}
+
+/// Accumulators `i < n` (at most 16) of the lane-reduction tiles, `acc[i] = sum over the
+/// blocks of dz[row] x[col]` with `(row, col) = at(i)`, [`lanes::TILE_ACC`] of them per pass
+/// over the blocks: where 16 accumulators do not fit in the registers (AVX2, NEON, SSE2)
+/// the blocks are read again instead of the accumulators spilled. Each sum is over the
+/// blocks in order from zero, as in the one-pass tiles.
+#[inline(always)]
+fn acc_passes<const I: usize, const O: usize>(
+    x: &[[Lane; I]],
+    dz: &[[Lane; O]],
+    n: usize,
+    at: impl Fn(usize) -> (usize, usize),
+) -> [Lane; 16] {
+    let mut acc = [lanes::zero(); 16];
+    let mut p = 0;
+    while p < n {
+        let mut part = [lanes::zero(); lanes::TILE_ACC];
+        for (xb, db) in x.iter().zip(dz) {
+            for (i, a) in part.iter_mut().enumerate() {
+                if p + i < n {
+                    let (r, c) = at(p + i);
+                    *a = lanes::fma(db[r], xb[c], *a);
+                }
+            }
+        }
+        for (i, &a) in part.iter().enumerate() {
+            if p + i < n {
+                acc[p + i] = a;
+            }
+        }
+        p += lanes::TILE_ACC;
+    }
+    acc
 }

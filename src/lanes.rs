@@ -52,6 +52,43 @@ pub(crate) use imp::{
 /// Samples in one block: the width of [`Lane`].
 pub(crate) const LANES: usize = 16;
 
+/// How many lanes fit in the vector registers: 32 with AVX-512 (a lane is one of 32 `zmm`),
+/// 8 with AVX2 (two of 16 `ymm`) or NEON (four of 32 `q`), 4 with SSE2 or simd128 (four of
+/// 16 `xmm`). The narrow lane keeps the AVX-512 tiles (its code, sized for firmware, does
+/// not depend on them: one-block tiles).
+const REG_LANES: usize = if NARROW || cfg!(target_feature = "avx512f") {
+    32
+} else if cfg!(target_feature = "avx") || cfg!(target_arch = "aarch64") {
+    8
+} else {
+    4
+};
+
+/// The register tiles of the training kernels (`dense.rs`): `TILE_R` outputs (inputs,
+/// weight rows) by `TILE_B` blocks (or 16-column vectors), `TILE_R * TILE_B` lanes of
+/// accumulators, half of the registers, so that the operands and the broadcast weights
+/// fit beside them: 4 x 4 with AVX-512, 2 x 2 with AVX2 and NEON, 2 x 1 with SSE2.
+// PERF: with the 4 x 4 tiles everywhere, an `x86-64-v3` build stored and reloaded its
+// accumulators around every FMA (16 lanes are 32 `ymm`) and ran at half the native speed
+// on Zen 4, whose FMA throughput is the same with AVX2. The tile shape does not change a
+// result: each accumulator still adds its terms in the same order.
+pub(crate) const TILE_R: usize = if REG_LANES >= 32 { 4 } else { 2 };
+/// See [`TILE_R`].
+pub(crate) const TILE_B: usize = if REG_LANES >= 32 {
+    4
+} else if REG_LANES >= 8 {
+    2
+} else {
+    1
+};
+/// Accumulators of one register tile: [`TILE_R`] x [`TILE_B`].
+pub(crate) const TILE_ACC: usize = TILE_R * TILE_B;
+
+/// Fewer than 32 lanes fit in the registers (AVX2, NEON, SSE2, simd128) or the lane is the
+/// narrow one: kernels that would hold sixteen lanes of accumulators at once (`predict_one`'s
+/// transposing reductions) reduce one output at a time instead, with the same values.
+pub(crate) const FEW_REGS: bool = NARROW || REG_LANES < 32;
+
 /// Cephes' `logf` coefficients of [`ln`]'s polynomial, highest power last.
 #[allow(
     clippy::excessive_precision,

@@ -97,7 +97,8 @@
 //! gradients are masked to zero.
 //!
 //! Wider layers use register tiles over blocks: the forward and input-gradient kernels
-//! compute 4 outputs of 4 blocks at once (each broadcast weight feeds 4 FMAs), the weight
+//! compute 4 outputs of 4 blocks at once with AVX-512 (each broadcast weight feeds 4 FMAs;
+//! 2 x 2 with AVX2 and NEON, 2 x 1 with SSE2, whose registers hold fewer lanes), the weight
 //! gradient keeps 16 accumulators per register tile across a whole tile ([`TILE_SAMPLES`]) and
 //! reduces them across lanes together, once per tile. The first layer of a model with 16
 //! inputs or more computes its weight gradients from the input *rows* instead (lanes over

@@ -39,7 +39,10 @@
 //! (free: no pass over its `dL/dz`), and only when that bound refuses is every layer's
 //! `max|dL/dz|` measured (the step passes over its tiles once more) and the step decided on
 //! those. So a step is refused exactly when the measured bound says so, and only such steps
-//! pay for the measurement.
+//! pay for the measurement. On targets without SIMD (the narrow lane: Cortex-M, RISC-V, ...)
+//! every layer's `max|dL/dz|` is measured as its tile is computed and there is no closed-form
+//! bound: there a pass over `dL/dz` is cheap beside the step, and the code of a second pass
+//! over the batch would cost flash. The same steps are refused either way.
 
 use core::fmt;
 
