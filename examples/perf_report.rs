@@ -327,9 +327,12 @@ struct NetRow {
 }
 
 /// `Network` training steps of layers `$l` on a batch of `$n`, with optimizer `$opt`:
-/// median seconds per step on 1 thread and (with `rayon`) on 2.
+/// median seconds per step on 1 thread and (with `rayon`) on 2, with `$c` slots in the
+/// `NetParWorkspace` (4 by default; 8 for the digits-sized batch, as its `Mlp` row: 15 tiles
+/// in two rounds instead of four).
 macro_rules! net_step {
-    ($l:ty, $i:literal, $o:literal, $n:expr, $opt:expr, $samples:expr) => {{
+    ($l:ty, $i:literal, $o:literal, $n:expr, $opt:expr, $samples:expr) => {{ net_step!($l, $i, $o, $n, $opt, $samples, 4) }};
+    ($l:ty, $i:literal, $o:literal, $n:expr, $opt:expr, $samples:expr, $c:literal) => {{
         let x = rows::<$i>($n, 10);
         let y = common::labels($n, $o, 11);
         let opt = $opt;
@@ -351,7 +354,7 @@ macro_rules! net_step {
         );
         #[cfg(feature = "rayon")]
         let t2 = {
-            let mut pws: Box<fusedprop::NetParWorkspace<$l, 4>> =
+            let mut pws: Box<fusedprop::NetParWorkspace<$l, $c>> =
                 Box::new(fusedprop::NetParWorkspace::ZERO);
             let (n, s) = (&mut net, &mut st);
             two_threads(|| {
@@ -379,7 +382,7 @@ fn network_rows(samples: usize) -> Vec<NetRow> {
     let (f, mnist_sgd, m2) = net_step!(Mnist, 784, 10, 256, sgd, samples);
     let (_, mnist_adam, _) = net_step!(Mnist, 784, 10, 256, adam, samples);
     let (fd, deep, d2) = net_step!(Deep, 784, 10, 256, sgd, samples);
-    let (fg, dig, g2) = net_step!(Digits, 64, 10, 1797, sgd, samples);
+    let (fg, dig, g2) = net_step!(Digits, 64, 10, 1797, sgd, samples, 8);
     let mlp_iris = step_secs::<4, 32, 3>(120, samples * 3);
     let (fi, iris, _) = net_step!(Iris, 4, 3, 120, sgd, samples * 3);
     vec![

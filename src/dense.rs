@@ -1207,7 +1207,13 @@ fn grad_run2x8<const I: usize, const O: usize, R: Rule>(
     sink: &mut Sink<'_, I, O, R>,
 ) {
     if lanes::TILE_ACC < 16 {
-        let acc = acc_passes(x, dz, 16, |i| (j + i / 8, k + i % 8));
+        // Each pass takes both rows of `TILE_B` columns (2 `dz` and 2 `x` lanes a block
+        // for 4 FMAs with AVX2), not one row of 4 columns (1 + 4 lanes).
+        let acc = acc_passes(x, dz, 16, |q| {
+            let (p, i) = (q / lanes::TILE_ACC, q % lanes::TILE_ACC);
+            let (r, c) = (i / TILE_B, p * TILE_B + i % TILE_B);
+            (8 * r + c, (j + r, k + c))
+        });
         sink.weights2x8(j, k, lanes::sum16(&acc));
         return;
     }
@@ -1232,7 +1238,7 @@ fn grad_run16<const I: usize, const O: usize, R: Rule>(
     sink: &mut Sink<'_, I, O, R>,
 ) {
     if lanes::TILE_ACC < 16 {
-        let acc = acc_passes(x, dz, 16, |i| (j, k + i));
+        let acc = acc_passes(x, dz, 16, |i| (i, (j, k + i)));
         sink.weights16(j, k, lanes::sum16(&acc));
         return;
     }
@@ -1258,7 +1264,7 @@ fn grad_tile<const I: usize, const O: usize, R: Rule, const JN: usize, const KN:
 ) {
     let mut acc = [lanes::zero(); 16];
     if lanes::TILE_ACC < JN * KN {
-        acc = acc_passes(x, dz, JN * KN, |i| (j + i / KN, k + i % KN));
+        acc = acc_passes(x, dz, JN * KN, |i| (i, (j + i / KN, k + i % KN)));
     } else {
         grad_tile_acc::<I, O, JN, KN>(x, dz, j, k, &mut acc);
     }
@@ -1296,17 +1302,18 @@ fn grad_tile_acc<const I: usize, const O: usize, const JN: usize, const KN: usiz
     }
 }
 
-/// Accumulators `i < n` (at most 16) of the lane-reduction tiles, `acc[i] = sum over the
-/// blocks of dz[row] x[col]` with `(row, col) = at(i)`, [`lanes::TILE_ACC`] of them per pass
-/// over the blocks: where 16 accumulators do not fit in the registers (AVX2, NEON, SSE2)
-/// the blocks are read again instead of the accumulators spilled. Each sum is over the
-/// blocks in order from zero, as in the one-pass tiles.
+/// The `n` accumulators (at most 16) of a lane-reduction tile, [`lanes::TILE_ACC`] of them
+/// per pass over the blocks: where 16 accumulators do not fit in the registers (AVX2, NEON,
+/// SSE2) the blocks are read again instead of the accumulators spilled. The `q`-th one
+/// computed is `acc[slot] = sum over the blocks of dz[row] x[col]`, with
+/// `(slot, (row, col)) = at(q)`; each sum is over the blocks in order from zero, as in the
+/// one-pass tiles.
 #[inline(always)]
 fn acc_passes<const I: usize, const O: usize>(
     x: &[[Lane; I]],
     dz: &[[Lane; O]],
     n: usize,
-    at: impl Fn(usize) -> (usize, usize),
+    at: impl Fn(usize) -> (usize, (usize, usize)),
 ) -> [Lane; 16] {
     let mut acc = [lanes::zero(); 16];
     let mut p = 0;
@@ -1315,14 +1322,14 @@ fn acc_passes<const I: usize, const O: usize>(
         for (xb, db) in x.iter().zip(dz) {
             for (i, a) in part.iter_mut().enumerate() {
                 if p + i < n {
-                    let (r, c) = at(p + i);
+                    let (_, (r, c)) = at(p + i);
                     *a = lanes::fma(db[r], xb[c], *a);
                 }
             }
         }
         for (i, &a) in part.iter().enumerate() {
             if p + i < n {
-                acc[p + i] = a;
+                acc[at(p + i).0] = a;
             }
         }
         p += lanes::TILE_ACC;

@@ -237,6 +237,11 @@ pub(crate) mod sealed {
     pub trait LayerKernel: Sized + Send + Sync + Clone + PartialEq + core::fmt::Debug {
         /// Whether every width is at least 1 (checked at compile time by the network).
         const WIDTHS_OK: bool;
+        /// Whether the first dense layer computes its weight gradients faster from its
+        /// inputs as rows than from lanes, when it is not the network's first layer (whose
+        /// rows the caller has): the inputs must first be transposed, which pays for itself
+        /// against the lane reductions from about 32 outputs on.
+        const ROWS_IN: bool;
         /// Input width.
         type In: super::Shape;
         /// Output width.
@@ -302,20 +307,25 @@ pub(crate) mod sealed {
         /// last layer's activation.
         fn last_grad_bound(&self) -> f64;
         /// The parameter gradients of the tile, stored (`first`) or added to `g`.
+        /// With `rows` (the network's first layer with 16 inputs or more, or a layer with
+        /// [`LayerKernel::ROWS_IN`]), the inputs as rows too. May overwrite the tile's
+        /// `dL/dz` buffers once they are used (a chain transposes a layer's outputs there for
+        /// the next layer's rows).
         fn accumulate(
             &self,
             x: &[InBlock<Self>],
             rows: Option<&[InRow<Self>]>,
-            t: &Self::Tile,
+            t: &mut Self::Tile,
             g: &mut Self::Grads,
             first: bool,
         );
-        /// The fused update from the last tile: `prior + this tile` through `P`'s rule.
+        /// The fused update from the last tile: `prior + this tile` through `P`'s rule
+        /// (`rows` and the tile's buffers as for [`LayerKernel::accumulate`]).
         fn apply<P: Rule>(
             &mut self,
             x: &[InBlock<Self>],
             rows: Option<&[InRow<Self>]>,
-            t: &Self::Tile,
+            t: &mut Self::Tile,
             step: &P::Step,
             s: &mut Self::State<P>,
             prior: Option<&Self::Grads>,
@@ -363,6 +373,7 @@ impl<const I: usize, const O: usize, A: Activation> Layer for Dense<I, O, A> {
 
 impl<const I: usize, const O: usize, A: Activation> LayerKernel for Dense<I, O, A> {
     const WIDTHS_OK: bool = I >= 1 && O >= 1;
+    const ROWS_IN: bool = lanes::ROW_VIEW && I >= 16 && O >= 32;
     type In = Dim<I>;
     type Out = Dim<O>;
     type Tile = DenseTile<O>;
@@ -562,7 +573,7 @@ impl<const I: usize, const O: usize, A: Activation> LayerKernel for Dense<I, O, 
         &self,
         x: &[[Lane; I]],
         rows: Option<&[[f32; I]]>,
-        t: &DenseTile<O>,
+        t: &mut DenseTile<O>,
         g: &mut DenseGrads<I, O>,
         first: bool,
     ) {
@@ -574,7 +585,7 @@ impl<const I: usize, const O: usize, A: Activation> LayerKernel for Dense<I, O, 
         &mut self,
         x: &[[Lane; I]],
         rows: Option<&[[f32; I]]>,
-        t: &DenseTile<O>,
+        t: &mut DenseTile<O>,
         step: &P::Step,
         s: &mut P::State<I, O>,
         prior: Option<&DenseGrads<I, O>>,
@@ -691,8 +702,34 @@ impl<A: Layer, B: Layer<In = <A as LayerKernel>::Out>> Layer for Chain<A, B> {
     const DEPTH: usize = A::DEPTH + B::DEPTH;
 }
 
+impl<A: Layer, B: Layer<In = <A as LayerKernel>::Out>> Chain<A, B> {
+    /// The inputs of `B` for its parameter gradients, once `A`'s are done: `A`'s outputs in
+    /// lanes, and, if `B` wants them ([`LayerKernel::ROWS_IN`]), as rows too, transposed
+    /// into `A`'s `dL/dz` buffer, which nothing reads after `A`'s gradients.
+    // PERF: a hidden layer's inputs exist only in lanes, so its weight gradients need a
+    // 16-way cross-lane reduction per 16 weights and tile (about 3 shuffles and adds a
+    // weight); the row kernel needs none, and the transpose costs about 5 operations per
+    // 8 inputs of 8 samples. 64-128-64-10: see ARCHITECTURE.md.
+    #[inline(always)]
+    fn inner_rows<'t>(
+        a_layer: &A,
+        t: &'t mut A::Tile,
+        nb: usize,
+    ) -> (&'t [InBlock<B>], Option<&'t [InRow<B>]>) {
+        let (a, d, _) = a_layer.last(t);
+        let a = &a[..nb];
+        if !B::ROWS_IN {
+            return (a, None);
+        }
+        let rows = <A::Out as ShapeKernel>::as_rows_mut(&mut d[..nb]);
+        <A::Out as ShapeKernel>::to_rows(a, rows);
+        (a, Some(rows))
+    }
+}
+
 impl<A: Layer, B: Layer<In = <A as LayerKernel>::Out>> LayerKernel for Chain<A, B> {
     const WIDTHS_OK: bool = A::WIDTHS_OK && B::WIDTHS_OK;
+    const ROWS_IN: bool = A::ROWS_IN;
     type In = A::In;
     type Out = B::Out;
     type Tile = (A::Tile, B::Tile);
@@ -820,21 +857,21 @@ impl<A: Layer, B: Layer<In = <A as LayerKernel>::Out>> LayerKernel for Chain<A, 
         &self,
         x: &[InBlock<Self>],
         rows: Option<&[InRow<Self>]>,
-        t: &Self::Tile,
+        t: &mut Self::Tile,
         g: &mut Self::Grads,
         first: bool,
     ) {
         let nb = x.len();
-        self.0.accumulate(x, rows, &t.0, &mut g.0, first);
-        let a = A::out(&t.0);
-        self.1.accumulate(&a[..nb], None, &t.1, &mut g.1, first);
+        self.0.accumulate(x, rows, &mut t.0, &mut g.0, first);
+        let (a, rows) = Self::inner_rows(&self.0, &mut t.0, nb);
+        self.1.accumulate(a, rows, &mut t.1, &mut g.1, first);
     }
 
     fn apply<P: Rule>(
         &mut self,
         x: &[InBlock<Self>],
         rows: Option<&[InRow<Self>]>,
-        t: &Self::Tile,
+        t: &mut Self::Tile,
         step: &P::Step,
         s: &mut Self::State<P>,
         prior: Option<&Self::Grads>,
@@ -843,10 +880,10 @@ impl<A: Layer, B: Layer<In = <A as LayerKernel>::Out>> LayerKernel for Chain<A, 
         // Tail first is not needed here: every `d` of the tile was computed by `backprop`
         // with the old weights; the two halves' updates are independent.
         self.0
-            .apply::<P>(x, rows, &t.0, step, &mut s.0, prior.map(|p| &p.0));
-        let a = A::out(&t.0);
+            .apply::<P>(x, rows, &mut t.0, step, &mut s.0, prior.map(|p| &p.0));
+        let (a, rows) = Self::inner_rows(&self.0, &mut t.0, nb);
         self.1
-            .apply::<P>(&a[..nb], None, &t.1, step, &mut s.1, prior.map(|p| &p.1));
+            .apply::<P>(a, rows, &mut t.1, step, &mut s.1, prior.map(|p| &p.1));
     }
 
     fn reset(t: &mut Self::Tile) {

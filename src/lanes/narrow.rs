@@ -443,6 +443,20 @@ pub(crate) fn load_block_rows<const N: usize>(rows: &[[f32; N]], k0: usize, out:
     }
 }
 
+/// `rows[s][k] = lane s of lanes[k]` for sixteen rows and columns `k0..k0 + 16` (the simd16
+/// lane's fast path, written plainly; nothing calls it with the narrow lane).
+pub(crate) fn store_block_rows<const N: usize>(
+    lanes: &[Lane; N],
+    k0: usize,
+    rows: &mut [[f32; N]],
+) {
+    for (s, row) in rows.iter_mut().take(16).enumerate() {
+        for (k, v) in row[k0..k0 + 16].iter_mut().enumerate() {
+            *v = lanes[k0 + k].0[s];
+        }
+    }
+}
+
 /// Whether the memory of blocks can be viewed as rows ([`as_rows_mut`]): not with this
 /// lane, which is not `Pod`; the weight gradients then use the lane kernels for every column.
 pub(crate) const ROW_VIEW: bool = false;

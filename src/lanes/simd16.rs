@@ -200,6 +200,31 @@ pub(crate) fn load_block_rows<const N: usize>(rows: &[[f32; N]], k0: usize, out:
     }
 }
 
+/// The inverse of [`load_block_rows`]: `rows[s][k] = lane s of blocks[k]` for the sixteen
+/// rows of a block and the columns `k0..k0 + 16`, by four 8 x 8 transposes in registers.
+#[inline(always)]
+pub(crate) fn store_block_rows<const N: usize>(
+    lanes: &[Lane; N],
+    k0: usize,
+    rows: &mut [[f32; N]],
+) {
+    use wide::f32x8;
+    let flat: &[f32] = wide::bytemuck::cast_slice(&lanes[k0..k0 + 16]);
+    for c in 0..2 {
+        for h in 0..2 {
+            let m: [f32x8; 8] = core::array::from_fn(|kk| {
+                let at = 16 * (8 * c + kk) + 8 * h;
+                let mut a = [0.0f32; 8];
+                a.copy_from_slice(&flat[at..at + 8]);
+                f32x8::new(a)
+            });
+            for (s, v) in f32x8::transpose(m).iter().enumerate() {
+                rows[8 * h + s][k0 + 8 * c..k0 + 8 * c + 8].copy_from_slice(v.as_array());
+            }
+        }
+    }
+}
+
 /// `2^n` for integer-valued `n` in `[-126, 127]`, lane-wise, built from the exponent bits.
 // Adding `2^23 + 127` puts `n + 127` in the low mantissa bits; the shift moves it to the
 // exponent field.
