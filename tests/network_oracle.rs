@@ -62,6 +62,17 @@ type D4Bce = chain![
     Dense<9, 3>
 ];
 
+// Hidden layers of 16+ inputs and 32+ outputs take their weight gradients from their
+// inputs transposed into rows (`LayerKernel::ROWS_IN`): one such layer with a column past
+// the rows (17 inputs), and two in a row (the second's rows from the first's buffers).
+type D3Rows = chain![Dense<5, 17, Tanh>, Dense<17, 33, Relu>, Dense<33, 3>];
+type D4Rows = chain![
+    Dense<3, 16, Silu>,
+    Dense<16, 32, Relu>,
+    Dense<32, 40, Tanh>,
+    Dense<40, 2>
+];
+
 const LEAK: LeakyRelu = LeakyRelu::new_const(0.2);
 
 fn d3_leaky() -> Network<D3Leaky, BinaryCrossEntropy> {
@@ -310,6 +321,8 @@ net_vs_oracle! {
     net_d4_mixed_mse: d4_mixed(), 33 -> 17, MeanSquaredError, cases 8;
     net_d4_bottleneck_softmax: zero::<D4Bottleneck, SoftmaxCrossEntropy>(), 3 -> 33, SoftmaxCrossEntropy, cases 8;
     net_d4_bce: d4_bce(), 8 -> 3, BinaryCrossEntropy, cases 8;
+    net_d3_rows_softmax: zero::<D3Rows, SoftmaxCrossEntropy>(), 5 -> 3, SoftmaxCrossEntropy, cases 8;
+    net_d4_rows_mse: zero::<D4Rows, MeanSquaredError>(), 3 -> 2, MeanSquaredError, cases 8;
 }
 
 // ---------------------------------------------------------------------------------------

@@ -8,7 +8,8 @@ use fusedprop::{
 };
 
 type Clf = chain![Dense<9, 17, Tanh>, Dense<17, 8, Relu>, Dense<8, 3>];
-type Reg = chain![Dense<5, 33, Relu>, Dense<33, 2>];
+// The middle layer (33 -> 32) computes its weight gradients from rows (`ROWS_IN`).
+type Reg = chain![Dense<5, 33, Relu>, Dense<33, 32, Relu>, Dense<32, 2>];
 
 fn data<const I: usize>(n: usize, seed: u64) -> Vec<[f32; I]> {
     let mut rng = SplitMix64::new(seed);
