@@ -7,16 +7,20 @@
 //! name the first bad sample, weight, gradient or label.
 
 use fusedprop::{
-    Chain, Dense, Error, Layer, Linear, MeanSquaredError, NetGradients, NetWorkspace, Network,
-    OptimizerState, PackedBatch, Relu, Sgd, SoftmaxCrossEntropy, TILE_SAMPLES, Tanh, chain,
+    Chain, Dense, Error, Layer, Linear, MeanSquaredError, Mlp, NetGradients, NetWorkspace, Network,
+    OptimizerState, PackedBatch, Relu, Sgd, SoftmaxCrossEntropy, TILE_SAMPLES, Tanh, Workspace,
+    chain,
 };
 
 /// Three inputs: the tile's inputs are loaded in lanes only.
 type Narrow = chain![Dense<3, 5, Tanh>, Dense<5, 3>];
 /// Seventeen inputs: the first layer's weight gradients read the tile's rows.
 type Wide = chain![Dense<17, 4, Relu>, Dense<4, 3>];
+/// Sixteen inputs, the fewest for which the row kernel is used.
+type Sixteen = chain![Dense<16, 3>];
 
-/// Three tiles: 128, 128 and 44 samples (two full blocks and one of 12).
+/// Three tiles of 128 samples, the last of 44 (two full blocks and one of 12); nineteen
+/// tiles of 16 with the narrow lane.
 const N: usize = 300;
 
 fn data<const I: usize>(n: usize, seed: u32) -> (Vec<[f32; I]>, Vec<u32>) {
@@ -67,7 +71,7 @@ fn check_gradients<L, const I: usize>(seed: u64)
 where
     L: Layer<In = fusedprop::Dim<I>, Out = fusedprop::Dim<3>> + fusedprop::optim::ConstZero,
 {
-    assert!(N > 2 * TILE_SAMPLES && N < 3 * TILE_SAMPLES);
+    assert!(N > 2 * TILE_SAMPLES && N % TILE_SAMPLES != 0);
     let net = Network::<L, SoftmaxCrossEntropy>::new(seed);
     let (x, y) = data::<I>(N, seed as u32);
     let (loss, all) = grads(&net, &x, &y);
@@ -141,6 +145,7 @@ where
 fn a_step_of_several_tiles_is_sgd_on_the_batch_gradients_packed_or_not() {
     check_step::<Narrow, 3>(5);
     check_step::<Wide, 17>(6);
+    check_step::<Sixteen, 16>(7);
 }
 
 /// `train_step_with_output_grad` given softmax cross-entropy's own `dL/dz` (computed in `f64`
@@ -264,6 +269,18 @@ fn a_packed_batch_names_its_first_label_out_of_range() {
             classes: 3
         })
     );
+    // A label of 2^24 + 1 later in the batch does not stand for an earlier one.
+    y[200] = 16_777_217;
+    y[100] = 7;
+    let batch = Box::new(PackedBatch::<3, 19>::from_rows(&x, &y).unwrap());
+    assert_eq!(
+        net.train_step_packed(&batch, &sgd, &mut state, &mut ws),
+        Err(Error::LabelOutOfRange {
+            index: 100,
+            label: 7,
+            classes: 3
+        })
+    );
     let empty = Box::new(PackedBatch::<3, 19>::ZERO);
     assert_eq!(
         net.train_step_packed(&empty, &sgd, &mut state, &mut ws),
@@ -358,4 +375,178 @@ fn a_tile_is_eight_blocks_of_sixteen_with_simd() {
         128
     };
     assert_eq!(TILE_SAMPLES, want);
+}
+
+/// A sample whose loss is not finite is named (here in the second tile); losses each finite
+/// whose sum overflows `f32` are refused without an index; by `loss`, `gradients` and
+/// `train_step` alike, and the step changes nothing.
+#[test]
+fn a_loss_that_is_not_finite_is_refused() {
+    let mut net = tiny([[1.0], [0.5]], [0.0, 0.0], [[0.25, 0.5]], [0.0]);
+    let before = params(&net);
+    let x = vec![[1.0f32]; N];
+    let mut g = Box::new(NetGradients::<Tiny>::ZERO);
+    let mut ws = Box::new(NetWorkspace::<Tiny>::ZERO);
+    let sgd = Sgd::new(0.1).unwrap();
+    let mut state = OptimizerState::new();
+    let mut t = vec![[0.5f32]; N];
+    assert!(net.loss(&x, &t).unwrap().is_finite());
+    // (0.5 - 2e19)^2 = 4e38 overflows; 1.7e19 squared does not.
+    t[140] = [2e19];
+    t[141] = [-2e19];
+    t[20] = [1.7e19];
+    let want = Err(Error::NonFinite {
+        what: "loss",
+        index: Some(140),
+    });
+    assert_eq!(net.loss(&x, &t).map(|_| ()), want);
+    assert_eq!(net.gradients(&x, &t, &mut g, &mut ws).map(|_| ()), want);
+    assert_eq!(
+        net.train_step(&x, &t, &sgd, &mut state, &mut ws)
+            .map(|_| ()),
+        want
+    );
+    // Two samples of 2.9e38 each: the sum overflows.
+    let mut t = vec![[0.5f32]; N];
+    t[3] = [1.7e19];
+    t[200] = [-1.7e19];
+    let want = Err(Error::NonFinite {
+        what: "loss",
+        index: None,
+    });
+    assert_eq!(net.loss(&x, &t).map(|_| ()), want);
+    assert_eq!(net.gradients(&x, &t, &mut g, &mut ws).map(|_| ()), want);
+    assert_eq!(
+        net.train_step(&x, &t, &sgd, &mut state, &mut ws)
+            .map(|_| ()),
+        want
+    );
+    assert_eq!(params(&net), before);
+    assert_eq!(state.steps(), 0);
+}
+
+/// The workspace is scratch memory: a step after steps of another size (several tiles, then
+/// one) is bit for bit the same step in a fresh workspace.
+#[test]
+fn a_step_does_not_depend_on_what_the_workspace_held() {
+    let (x, y) = data::<3>(N, 4);
+    let mut a = Network::<Narrow, SoftmaxCrossEntropy>::new(1);
+    let mut b = a.clone();
+    let sgd = Sgd::new(0.5).unwrap();
+    let (mut sa, mut sb) = (OptimizerState::new(), OptimizerState::new());
+    let mut ws = Box::new(NetWorkspace::<Narrow>::ZERO);
+    let la = a.train_step(&x, &y, &sgd, &mut sa, &mut ws).unwrap();
+    let lb = b
+        .train_step(&x, &y, &sgd, &mut sb, &mut Box::new(NetWorkspace::ZERO))
+        .unwrap();
+    assert_eq!(la.to_bits(), lb.to_bits());
+    for n in [50, 129, 16, 300] {
+        let la = a
+            .train_step(&x[..n], &y[..n], &sgd, &mut sa, &mut ws)
+            .unwrap();
+        let lb = b
+            .train_step(
+                &x[..n],
+                &y[..n],
+                &sgd,
+                &mut sb,
+                &mut Box::new(NetWorkspace::ZERO),
+            )
+            .unwrap();
+        assert_eq!(la.to_bits(), lb.to_bits(), "N = {n}");
+        assert!(a == b, "N = {n}");
+    }
+    // And the gradients.
+    let mut g = Box::new(NetGradients::<Narrow>::ZERO);
+    let mut h = Box::new(NetGradients::<Narrow>::ZERO);
+    a.gradients(&x, &y, &mut g, &mut ws).unwrap();
+    a.gradients(&x[..50], &y[..50], &mut g, &mut ws).unwrap();
+    a.gradients(
+        &x[..50],
+        &y[..50],
+        &mut h,
+        &mut Box::new(NetWorkspace::ZERO),
+    )
+    .unwrap();
+    let (mut p, mut q) = (vec![0.0; Narrow::PARAMS], vec![0.0; Narrow::PARAMS]);
+    g.write_flat(&mut p).unwrap();
+    h.write_flat(&mut q).unwrap();
+    assert_eq!(p, q);
+}
+
+/// `Mlp::gradients` (the network's gradients in the workspace) on several tiles: the
+/// weighted mean of its parts' gradients, whatever the workspace held before.
+#[test]
+fn mlp_gradients_of_several_tiles_are_the_weighted_mean_of_their_parts() {
+    let m = Mlp::<3, 4, 3>::new(2);
+    let (x, y) = data::<3>(N, 5);
+    let flat = |g: &fusedprop::Gradients<3, 4, 3>| -> Vec<f32> {
+        let mut v: Vec<f32> = g.hidden.w.iter().flatten().copied().collect();
+        v.extend(g.hidden.b);
+        v.extend(g.output.w.iter().flatten());
+        v.extend(g.output.b);
+        v
+    };
+    let mut ws = Box::new(Workspace::<3, 4, 3>::new());
+    let mut g = Box::new(fusedprop::Gradients::<3, 4, 3>::ZERO);
+    let mut want = vec![0.0f64; 31];
+    for r in [0..100, 100..228, 228..N] {
+        let w = r.len() as f64 / N as f64;
+        m.gradients(&x[r.clone()], &y[r], &mut g, &mut ws).unwrap();
+        for (a, b) in want.iter_mut().zip(flat(&g)) {
+            *a += w * f64::from(b);
+        }
+    }
+    // Twice: the second time the workspace holds the first call's sums.
+    for _ in 0..2 {
+        m.gradients(&x, &y, &mut g, &mut ws).unwrap();
+        let got = flat(&g);
+        let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                close(f64::from(g), w, scale),
+                "gradient {i}: {g} against {w}"
+            );
+        }
+    }
+    // One tile after several.
+    m.gradients(&x[..40], &y[..40], &mut g, &mut ws).unwrap();
+    let a = flat(&g);
+    m.gradients(&x[..40], &y[..40], &mut g, &mut Box::new(Workspace::new()))
+        .unwrap();
+    assert_eq!(a, flat(&g));
+}
+
+/// An update that would overflow in a hidden layer only (its `dL/dW = W2 d x`, 4e36 times an
+/// input of 1e20) is refused, whatever the optimizer: the closed-form bound refuses and the
+/// measured `dL/dz` of every layer confirm it. Nothing is written.
+#[test]
+fn an_update_that_overflows_below_the_last_layer_is_refused() {
+    use fusedprop::{Adam, Momentum};
+    let mut net = tiny([[1e-20], [1e-20]], [0.0, 0.0], [[1e18, 1e18]], [0.0]);
+    let before = params(&net);
+    let x = vec![[1e20f32]; 3];
+    let t = vec![[0.0f32]; 3];
+    assert!(net.loss(&x, &t).unwrap().is_finite());
+    let mut ws = Box::new(NetWorkspace::<Tiny>::ZERO);
+    let mut g = Box::new(NetGradients::<Tiny>::ZERO);
+    assert!(matches!(
+        net.gradients(&x, &t, &mut g, &mut ws),
+        Err(Error::NonFinite {
+            what: "gradient",
+            ..
+        })
+    ));
+    let mut state = OptimizerState::new();
+    let e = net.train_step(&x, &t, &Sgd::new(0.01).unwrap(), &mut state, &mut ws);
+    assert!(e.is_err(), "{e:?}");
+    let mut state = OptimizerState::new();
+    let opt = Momentum::new(0.01, 0.9).unwrap();
+    assert!(net.train_step(&x, &t, &opt, &mut state, &mut ws).is_err());
+    let mut state = OptimizerState::new();
+    let opt = Adam::new(0.01).unwrap();
+    let e = net.train_step(&x, &t, &opt, &mut state, &mut ws);
+    assert!(e.is_err(), "{e:?}");
+    assert_eq!(params(&net), before);
+    assert_eq!(state.steps(), 0);
 }
