@@ -234,3 +234,57 @@ fn predict_one_applies_the_hidden_activation() {
         0
     );
 }
+
+/// `to_rust_source` names each activation as a `const` expression: the type, or for
+/// `LeakyRelu` its `new_const` with the slope's shortest decimal.
+#[test]
+fn rust_source_names_the_activation() {
+    fn source<A: Activation>(a: A) -> String {
+        Network::<Dense<1, 1, A>, MeanSquaredError>::from_layers(
+            Dense::from_parts([[1.0]], [0.0], a),
+            MeanSquaredError,
+        )
+        .to_rust_source("M")
+        .unwrap()
+    }
+    let s = source(LeakyRelu::new(0.3).unwrap());
+    assert!(
+        s.contains("        ::fusedprop::LeakyRelu::new_const(0.3),\n"),
+        "{s}"
+    );
+    let s = source(Relu);
+    assert!(s.contains("        ::fusedprop::Relu,\n"), "{s}");
+    assert!(
+        s.contains("::fusedprop::Dense<1, 1, ::fusedprop::Relu>"),
+        "{s}"
+    );
+    let s = source(Gelu);
+    assert!(s.contains("        ::fusedprop::Gelu,\n"), "{s}");
+}
+
+/// Softmax cross-entropy's probabilities (`predict_proba`) are the softmax of the logits,
+/// shifted by their maximum: right for logits far from 0 too.
+#[test]
+fn softmax_probabilities_are_the_softmax_of_the_logits() {
+    let net = Network::<Dense<1, 3>, SoftmaxCrossEntropy>::from_layers(
+        Dense::from_parts([[1.0], [-1.0], [2.0]], [0.5, 0.0, -1.0], Linear),
+        SoftmaxCrossEntropy,
+    );
+    let x = [[0.0f32], [1.0], [-3.0], [40.0], [-60.0], [0.25]];
+    let mut p = [[0.0f32; 3]; 6];
+    net.predict_proba(&x, &mut p).unwrap();
+    for (r, pr) in x.iter().zip(&p) {
+        let x = f64::from(r[0]);
+        let z = [x + 0.5, -x, 2.0 * x - 1.0];
+        let m = z.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v));
+        let s: f64 = z.iter().map(|v| (v - m).exp()).sum();
+        for j in 0..3 {
+            let want = (z[j] - m).exp() / s;
+            assert!(
+                (f64::from(pr[j]) - want).abs() <= 1e-6 * want + 1e-38,
+                "x {x}, class {j}: {} against {want}",
+                pr[j]
+            );
+        }
+    }
+}
