@@ -2,8 +2,10 @@
 //! to build for the mutation run (.cargo/mutants.toml): `Network::outputs` is `f(z)`,
 //! `Network::gradients` carries `f'(z)`, against `f64` closed forms written here (not the
 //! crate's), within the accuracy the math module docs state; the public `Activation`
-//! methods (`name`, `eval_f64`, `grad_f64`) against the same forms; `LeakyRelu`'s slope
-//! checks; and the one-sample path (`predict_one`) of a ReLU layer.
+//! methods (`name`, `eval_f64`, `grad_f64`) and `visit_layers`' `ActivationF64` against the
+//! same forms; `LeakyRelu`'s slope checks; the one-sample path (`predict_one`) through ReLU,
+//! leaky and linear hidden layers; softmax probabilities; and `to_rust_source`: each
+//! activation's expression, and a committed generated network writing itself again.
 
 use fusedprop::{
     Activation, Dense, Error, Gelu, LeakyRelu, Linear, MeanSquaredError, NetGradients,
@@ -287,4 +289,85 @@ fn softmax_probabilities_are_the_softmax_of_the_logits() {
             );
         }
     }
+}
+
+/// `visit_layers` hands each layer's shape and its activation's `f64` definition (the
+/// oracle's `ActivationF64`), which is the activation's `eval_f64` and `grad_f64`.
+#[test]
+fn visit_layers_hands_each_activation_s_definition() {
+    type L = chain![Dense<2, 3, Tanh>, Dense<3, 4, LeakyRelu>, Dense<4, 2, Gelu>];
+    let mut net = Network::<L, SoftmaxCrossEntropy>::from_layers(
+        fusedprop::Chain(
+            Dense::from_parts([[0.0; 2]; 3], [0.0; 3], Tanh),
+            fusedprop::Chain(
+                Dense::from_parts([[0.0; 3]; 4], [0.0; 4], LeakyRelu::new(0.25).unwrap()),
+                Dense::from_parts([[0.0; 4]; 2], [0.0; 2], Gelu),
+            ),
+        ),
+        SoftmaxCrossEntropy,
+    );
+    net.init_glorot(3);
+    let mut seen = Vec::new();
+    net.visit_layers(|info, act| {
+        let (f, df) = (
+            [-2.5, -0.5, 0.75, 3.0].map(|z| act.eval(z)),
+            [-2.5, -0.5, 0.75, 3.0].map(|z| act.grad(z)),
+        );
+        seen.push((
+            info.inputs,
+            info.outputs,
+            info.activation,
+            info.params,
+            f,
+            df,
+        ));
+    });
+    assert_eq!(seen.len(), 3);
+    let zs = [-2.5, -0.5, 0.75, 3.0];
+    let leaky = LeakyRelu::new(0.25).unwrap();
+    let want: [(usize, usize, &str, usize, [f64; 4], [f64; 4]); 3] = [
+        (
+            2,
+            3,
+            "tanh",
+            9,
+            zs.map(|z| Tanh.eval_f64(z)),
+            zs.map(|z| Tanh.grad_f64(z)),
+        ),
+        (
+            3,
+            4,
+            "leaky_relu",
+            16,
+            zs.map(|z| leaky.eval_f64(z)),
+            zs.map(|z| leaky.grad_f64(z)),
+        ),
+        (
+            4,
+            2,
+            "gelu",
+            10,
+            zs.map(|z| Gelu.eval_f64(z)),
+            zs.map(|z| Gelu.grad_f64(z)),
+        ),
+    ];
+    for (s, w) in seen.iter().zip(&want) {
+        assert_eq!(s, w);
+    }
+    // And those are the formulas (not constants).
+    assert_eq!(want[1].4, [-0.625, -0.125, 0.75, 3.0]);
+    assert_eq!(want[1].5, [0.25, 0.25, 1.0, 1.0]);
+}
+
+include!("generated/edge.rs");
+
+/// The committed `to_rust_source` output of a network of every other activation (the
+/// `EDGE` static of `tests/rust_source.rs`, which needs feature `safetensors`), compiled
+/// here, writes itself again byte for byte: layouts, indentation and each activation.
+#[test]
+fn a_generated_static_writes_itself_again() {
+    assert_eq!(
+        EDGE.to_rust_source("EDGE").unwrap(),
+        include_str!("generated/edge.rs")
+    );
 }

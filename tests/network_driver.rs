@@ -18,6 +18,8 @@ type Narrow = chain![Dense<3, 5, Tanh>, Dense<5, 3>];
 type Wide = chain![Dense<17, 4, Relu>, Dense<4, 3>];
 /// Sixteen inputs, the fewest for which the row kernel is used.
 type Sixteen = chain![Dense<16, 3>];
+/// Forty inputs: a packed batch's blocks go back to rows sixteen features at a time, twice.
+type Forty = chain![Dense<40, 3>];
 
 /// Three tiles of 128 samples, the last of 44 (two full blocks and one of 12); nineteen
 /// tiles of 16 with the narrow lane.
@@ -146,6 +148,7 @@ fn a_step_of_several_tiles_is_sgd_on_the_batch_gradients_packed_or_not() {
     check_step::<Narrow, 3>(5);
     check_step::<Wide, 17>(6);
     check_step::<Sixteen, 16>(7);
+    check_step::<Forty, 40>(8);
 }
 
 /// `train_step_with_output_grad` given softmax cross-entropy's own `dL/dz` (computed in `f64`
