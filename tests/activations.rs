@@ -185,29 +185,25 @@ fn leaky_relu_new_const_refuses_a_negative_slope() {
     let _ = LeakyRelu::new_const(-0.5);
 }
 
-/// The one-sample path applies each layer's activation as `predict` does: a ReLU layer that
-/// zeroes the larger logit's input, and a leaky one that keeps a scaled part of it.
+/// The one-sample path applies each layer's activation as `predict` does: hidden
+/// `z = (x, -x)`, logits `(h0, h1 + 0.75)`. At `x = 0.4` the logits are `(0.4, 0.35)`
+/// with no activation (class 0), `(0.4, 0.55)` with a leaky ReLU of slope 0.5 and
+/// `(0.4, 0.75)` with ReLU (class 1).
 #[test]
 fn predict_one_applies_the_hidden_activation() {
-    // Hidden z = (x, -x); output logits = (h0, h1).
     fn net<A: Activation>(
         a: A,
     ) -> Network<chain![Dense<1, 2, A>, Dense<2, 2>], SoftmaxCrossEntropy> {
         Network::from_layers(
             fusedprop::Chain(
                 Dense::from_parts([[1.0], [-1.0]], [0.0, 0.0], a),
-                Dense::from_parts([[1.0, 0.0], [0.0, 1.0]], [0.0, 0.5], Linear),
+                Dense::from_parts([[1.0, 0.0], [0.0, 1.0]], [0.0, 0.75], Linear),
             ),
             SoftmaxCrossEntropy,
         )
     }
-    // x = 2: h = (2, -2) or its ReLU (2, 0): class 0 either way.
-    // x = -2: Linear h = (-2, 2) -> class 1; ReLU h = (0, 2) -> class 1;
-    // x = -0.25: ReLU h = (0, 0.25), logits (0, 0.75) -> 1; with no activation
-    // h = (-0.25, 0.25) -> 1. x = 0.25: ReLU h = (0.25, 0), logits (0.25, 0.5) -> 1;
-    // x = 1: ReLU (1, 0) -> logits (1, 0.5) -> 0; Linear (1, -1) -> (1, -0.5) -> 0.
-    // x = 0.4: Linear (0.4, -0.4) -> (0.4, 0.1) -> 0; ReLU (0.4, 0) -> (0.4, 0.5) -> 1.
-    let x = [[2.0f32], [-2.0], [-0.25], [0.25], [1.0], [0.4]];
+    let leaky = LeakyRelu::new(0.5).unwrap();
+    let x = [[2.0f32], [-2.0], [-0.25], [0.25], [1.0], [0.4], [0.1]];
     for (i, r) in x.iter().enumerate() {
         let mut c = [0u32; 1];
         net(Relu).predict(&[*r], &mut c).unwrap();
@@ -218,23 +214,21 @@ fn predict_one_applies_the_hidden_activation() {
             c[0],
             "linear, sample {i}"
         );
-        let leaky = LeakyRelu::new(0.5).unwrap();
         net(leaky).predict(&[*r], &mut c).unwrap();
         assert_eq!(
             net(leaky).predict_one(r).unwrap(),
             c[0],
             "leaky, sample {i}"
         );
+        net(Tanh).predict(&[*r], &mut c).unwrap();
+        assert_eq!(net(Tanh).predict_one(r).unwrap(), c[0], "tanh, sample {i}");
     }
-    assert_eq!(net(Relu).predict_one(&[0.4]).unwrap(), 1);
     assert_eq!(net(Linear).predict_one(&[0.4]).unwrap(), 0);
-    // Leaky with slope 0.5: h = (0.4, -0.2), logits (0.4, 0.3) -> 0.
-    assert_eq!(
-        net(LeakyRelu::new(0.5).unwrap())
-            .predict_one(&[0.4])
-            .unwrap(),
-        0
-    );
+    assert_eq!(net(leaky).predict_one(&[0.4]).unwrap(), 1);
+    assert_eq!(net(Relu).predict_one(&[0.4]).unwrap(), 1);
+    // Tanh at x = 2: logits (0.964, -0.214), class 0; at x = -0.5: (-0.462, 1.212), class 1.
+    assert_eq!(net(Tanh).predict_one(&[2.0]).unwrap(), 0);
+    assert_eq!(net(Tanh).predict_one(&[-0.5]).unwrap(), 1);
 }
 
 /// `to_rust_source` names each activation as a `const` expression: the type, or for
