@@ -285,6 +285,10 @@ fn softmax_probabilities_are_the_softmax_of_the_logits() {
     }
 }
 
+/// A layer as `visit_layers` shows it: inputs, outputs, activation name, parameters, and
+/// the activation's `f64` values and derivatives at four points.
+type Seen = (usize, usize, &'static str, usize, [f64; 4], [f64; 4]);
+
 /// `visit_layers` hands each layer's shape and its activation's `f64` definition (the
 /// oracle's `ActivationF64`), which is the activation's `eval_f64` and `grad_f64`.
 #[test]
@@ -301,7 +305,7 @@ fn visit_layers_hands_each_activation_s_definition() {
         SoftmaxCrossEntropy,
     );
     net.init_glorot(3);
-    let mut seen = Vec::new();
+    let mut seen: Vec<Seen> = Vec::new();
     net.visit_layers(|info, act| {
         let (f, df) = (
             [-2.5, -0.5, 0.75, 3.0].map(|z| act.eval(z)),
@@ -319,7 +323,7 @@ fn visit_layers_hands_each_activation_s_definition() {
     assert_eq!(seen.len(), 3);
     let zs = [-2.5, -0.5, 0.75, 3.0];
     let leaky = LeakyRelu::new(0.25).unwrap();
-    let want: [(usize, usize, &str, usize, [f64; 4], [f64; 4]); 3] = [
+    let want: [Seen; 3] = [
         (
             2,
             3,

@@ -24,6 +24,7 @@ type Forty = chain![Dense<40, 3>];
 /// Three tiles of 128 samples, the last of 44 (two full blocks and one of 12); nineteen
 /// tiles of 16 with the narrow lane.
 const N: usize = 300;
+const _: () = assert!(N > 2 * TILE_SAMPLES && !N.is_multiple_of(TILE_SAMPLES));
 
 fn data<const I: usize>(n: usize, seed: u32) -> (Vec<[f32; I]>, Vec<u32>) {
     let x = (0..n)
@@ -40,7 +41,7 @@ fn data<const I: usize>(n: usize, seed: u32) -> (Vec<[f32; I]>, Vec<u32>) {
     (x, y)
 }
 
-fn grads<L: Layer, const I: usize>(
+fn grads<L, const I: usize>(
     net: &Network<L, SoftmaxCrossEntropy>,
     x: &[[f32; I]],
     y: &[u32],
@@ -73,7 +74,6 @@ fn check_gradients<L, const I: usize>(seed: u64)
 where
     L: Layer<In = fusedprop::Dim<I>, Out = fusedprop::Dim<3>> + fusedprop::optim::ConstZero,
 {
-    assert!(N > 2 * TILE_SAMPLES && N % TILE_SAMPLES != 0);
     let net = Network::<L, SoftmaxCrossEntropy>::new(seed);
     let (x, y) = data::<I>(N, seed as u32);
     let (loss, all) = grads(&net, &x, &y);
