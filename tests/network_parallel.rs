@@ -159,3 +159,30 @@ fn a_step_the_closed_form_bound_refuses_is_decided_on_measured_values() {
         assert!(grads[6] != 0.0, "the last biases must move");
     }
 }
+
+/// The workspace keeps the threshold it is given (`PAR_MIN_FLOP` until then) and shows it in
+/// its `Debug` form.
+#[test]
+fn the_workspace_keeps_and_shows_its_threshold() {
+    let mut pws = Box::new(NetParWorkspace::<Reg, 2>::ZERO);
+    assert_eq!(pws.min_flop(), fusedprop::PAR_MIN_FLOP);
+    assert_eq!(
+        format!("{pws:?}"),
+        format!(
+            "NetParWorkspace<_, 2> {{ min_flop: {} }}",
+            fusedprop::PAR_MIN_FLOP
+        )
+    );
+    for flop in [12_345, 0, u64::MAX] {
+        pws.set_min_flop(flop);
+        assert_eq!(pws.min_flop(), flop);
+        assert_eq!(
+            format!("{pws:?}"),
+            format!("NetParWorkspace<_, 2> {{ min_flop: {flop} }}")
+        );
+    }
+    assert_eq!(
+        NetParWorkspace::<Reg, 3>::default().min_flop(),
+        fusedprop::PAR_MIN_FLOP
+    );
+}
