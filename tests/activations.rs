@@ -232,7 +232,9 @@ fn predict_one_applies_the_hidden_activation() {
 }
 
 /// `to_rust_source` names each activation as a `const` expression: the type, or for
-/// `LeakyRelu` its `new_const` with the slope's shortest decimal.
+/// `LeakyRelu` its `new_const` with the slope's shortest decimal (`to_rust_source` needs
+/// feature `std`).
+#[cfg(feature = "std")]
 #[test]
 fn rust_source_names_the_activation() {
     fn source<A: Activation>(a: A) -> String {
@@ -361,7 +363,9 @@ include!("generated/edge.rs");
 
 /// The committed `to_rust_source` output of a network of every other activation (the
 /// `EDGE` static of `tests/rust_source.rs`, which needs feature `safetensors`), compiled
-/// here, writes itself again byte for byte: layouts, indentation and each activation.
+/// here, writes itself again byte for byte: layouts, indentation and each activation
+/// (`to_rust_source` needs feature `std`).
+#[cfg(feature = "std")]
 #[test]
 fn a_generated_static_writes_itself_again() {
     assert_eq!(
