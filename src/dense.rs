@@ -682,7 +682,7 @@ impl<const I: usize, const O: usize, A: Activation> Dense<I, O, A> {
         let nb = x.len();
         let mut b = 0;
         // A one-block tile (targets without SIMD, where code size counts) has no 4-block run.
-        while TILE_BLOCKS >= 4 && TILE_B > 1 && b + TILE_B <= nb {
+        while TILE_BLOCKS >= 4 && b + TILE_B <= nb {
             self.forward_outputs::<TILE_B>(x, b, &mut ep);
             b += TILE_B;
         }

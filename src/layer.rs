@@ -709,7 +709,8 @@ impl<A: Layer, B: Layer<In = <A as LayerKernel>::Out>> Chain<A, B> {
     // PERF: a hidden layer's inputs exist only in lanes, so its weight gradients need a
     // 16-way cross-lane reduction per 16 weights and tile (about 3 shuffles and adds a
     // weight); the row kernel needs none, and the transpose costs about 5 operations per
-    // 8 inputs of 8 samples. 64-128-64-10: see ARCHITECTURE.md.
+    // 8 inputs of 8 samples. 64-128-64-10 went from 89.9% to 91.0% of the FMA peak on
+    // AVX-512 and from 58% to 77% with AVX2 (alternating runs, README's Network table).
     #[inline(always)]
     fn inner_rows<'t>(
         a_layer: &A,

@@ -104,9 +104,10 @@
 //! inputs or more computes its weight gradients from the input *rows* instead (lanes over
 //! 16 inputs, a broadcast output gradient per sample), which needs no cross-lane reduction
 //! at all; so does a hidden layer of 16 inputs or more and 32 outputs or more, from its
-//! inputs transposed into rows once its gradients are due (where the lane is `f32x16`). [`Mlp::predict_one`] has its own latency path that vectorizes over inputs instead
-//! of samples (for a layer of four inputs, over four rows of weights at once; plain scalar
-//! dot products for other layers of fewer than 8 inputs).
+//! inputs transposed into rows once its gradients are due (where the lane is `f32x16`).
+//! [`Mlp::predict_one`] has its own latency path that vectorizes over inputs instead of
+//! samples (for a layer of four inputs, over four rows of weights at once; plain scalar dot
+//! products for other layers of fewer than 8 inputs).
 //!
 //! ## Numerics
 //! - `f32` throughout; sums over a batch are accumulated per lane and reduced in one fixed
