@@ -40,11 +40,13 @@ fn mlp_tol(n: usize, i: usize, h: usize, o: usize) -> Tol {
 fn gradient_scales<const I: usize, const H: usize, const O: usize>(
     p: &MlpParams<I, H, O>,
     x: &[[f32; I]],
-) -> (MlpParams<I, H, O>, f64) {
+    y: &[u32],
+) -> (MlpParams<I, H, O>, f64, KinkSpan<I, H, O>) {
     let n = x.len() as f64;
     let mut s = MlpParams::<I, H, O>::ZERO;
+    let mut span = KinkSpan::<I, H, O>::default();
     let mut logit_scale = 1.0f64;
-    for xs in x {
+    for (xs, &label) in x.iter().zip(y) {
         let mut abar = [0.0f64; H];
         for k in 0..H {
             abar[k] = p.b1[k].abs()
@@ -52,6 +54,7 @@ fn gradient_scales<const I: usize, const H: usize, const O: usize>(
                     .map(|i| p.w1[k][i].abs() * f64::from(xs[i].abs()))
                     .sum::<f64>();
         }
+        span.add_sample(p, xs, label, &abar, n);
         let mut zbar = 1.0f64;
         for j in 0..O {
             let zs = p.b2[j].abs() + (0..H).map(|k| p.w2[j][k].abs() * abar[k]).sum::<f64>();
@@ -73,7 +76,72 @@ fn gradient_scales<const I: usize, const H: usize, const O: usize>(
             }
         }
     }
-    (s, logit_scale)
+    (s, logit_scale, span)
+}
+
+/// The gradient entries that ReLU's kink leaves undecided. A hidden pre-activation `z`
+/// within its own rounding bound of 0 (`|z| <= dot_tol(I) * abar`: `I` products and a bias
+/// summed in `f32`, `abar` the size of those terms) may come out on either side of the
+/// kink in `f32`, whatever the `f64` oracle decides, and the two sides differ in that
+/// sample's whole term of `dW1[k][..]` and `db1[k]`: `dh x_i` and `dh`, with `dh` the
+/// upstream gradient before the mask. No scale-proportional tolerance covers that (a case
+/// drawn once: `z = 6.0e-8` against `abar = 14.2`, `tests/model.proptest-regressions`), so
+/// such a sample's term may be present or not: the `f32` result must be within the
+/// tolerance of some sum that takes each undecided term or leaves it, that is of the
+/// interval `[want - down, want + up]`, `down` and `up` the sizes of the terms whose flip
+/// would lower or raise the entry. Everything else is checked as tightly as before (the
+/// interval is empty for every entry of every sample not that close to the kink; the
+/// activation itself is at most its rounding error from 0, already inside the tolerance of
+/// what it feeds).
+struct KinkSpan<const I: usize, const H: usize, const O: usize> {
+    up: MlpParams<I, H, O>,
+    down: MlpParams<I, H, O>,
+}
+
+impl<const I: usize, const H: usize, const O: usize> Default for KinkSpan<I, H, O> {
+    fn default() -> Self {
+        Self {
+            up: MlpParams::ZERO,
+            down: MlpParams::ZERO,
+        }
+    }
+}
+
+impl<const I: usize, const H: usize, const O: usize> KinkSpan<I, H, O> {
+    fn add_sample(
+        &mut self,
+        p: &MlpParams<I, H, O>,
+        xs: &[f32; I],
+        label: u32,
+        abar: &[f64; H],
+        n: f64,
+    ) {
+        let bound = dot_tol(I).abs;
+        let mut dz = fusedprop::reference::softmax(&p.logits(xs));
+        dz[label as usize] -= 1.0;
+        for k in 0..H {
+            let z = p.b1[k] + (0..I).map(|i| p.w1[k][i] * f64::from(xs[i])).sum::<f64>();
+            if z.abs() > bound * abar[k] + UNDERFLOW {
+                continue;
+            }
+            // The oracle takes the side of `z > 0`; the other side adds `sign * term`.
+            let sign = if z > 0.0 { -1.0 } else { 1.0 };
+            let dh: f64 = (0..O).map(|j| p.w2[j][k] * dz[j] / n).sum();
+            let widen = |up: &mut f64, down: &mut f64, term: f64| {
+                let t = sign * term;
+                if t > 0.0 {
+                    *up += t;
+                } else {
+                    *down -= t;
+                }
+            };
+            widen(&mut self.up.b1[k], &mut self.down.b1[k], dh);
+            for i in 0..I {
+                let term = dh * f64::from(xs[i]);
+                widen(&mut self.up.w1[k][i], &mut self.down.w1[k][i], term);
+            }
+        }
+    }
 }
 
 fn check_model<const I: usize, const H: usize, const O: usize>(
@@ -86,7 +154,7 @@ fn check_model<const I: usize, const H: usize, const O: usize>(
     let p = MlpParams::from_mlp(&model);
     let mut want = MlpParams::ZERO;
     let want_loss = p.gradients(x, y, &mut want);
-    let (scales, logit_scale) = gradient_scales(&p, x);
+    let (scales, logit_scale, span) = gradient_scales(&p, x, y);
     let tol = mlp_tol(n, I, H, O);
 
     let mut ws = Box::new(Workspace::<I, H, O>::ZERO);
@@ -102,7 +170,11 @@ fn check_model<const I: usize, const H: usize, const O: usize>(
     g.write_flat(&mut flat).expect("length");
     for (i, &got) in flat.iter().enumerate() {
         let what = format_args!("Mlp<{I},{H},{O}> gradient {i}, N = {n}, seed {seed}");
-        assert_close(got.into(), want.get(i), scales.get(i), tol, &what);
+        let (want_i, up, down) = (want.get(i), span.up.get(i), span.down.get(i));
+        // Within the tolerance of the nearest point of `[want - down, want + up]`
+        // (`KinkSpan`; the point `want` itself for every entry no kink leaves undecided).
+        let nearest = f64::from(got).clamp(want_i - down, want_i + up);
+        assert_close(got.into(), nearest, scales.get(i), tol, &what);
     }
 
     // predict_proba against the oracle's softmax of the oracle's logits: a logit error of
