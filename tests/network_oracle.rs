@@ -238,7 +238,10 @@ fn check_net<L, H: Head<Dim<O>>, const I: usize, const O: usize>(
     g.write_flat(&mut flat).expect("length");
     for (i, &got) in flat.iter().enumerate() {
         let what = format_args!("{name} gradient {i}, N = {n}");
-        assert_close(got.into(), want[i], sc.grads[i], tol, &what);
+        // Within the tolerance of the nearest point that the kinks leave possible
+        // (`Scales::up`; `want[i]` itself wherever no unit is that close to a kink).
+        let nearest = f64::from(got).clamp(want[i] - sc.down[i], want[i] + sc.up[i]);
+        assert_close(got.into(), nearest, sc.grads[i], tol, &what);
     }
 
     let mut proba = vec![[0.0f32; O]; n];
@@ -504,7 +507,8 @@ fn check_optimizer<P: Optimizer>(opt: P, rule: Rule64, n: usize, seed: u64) {
         for i in 0..p.len() {
             let s = [0, 1].map(|k| if k < slots { f64::from(s0[k][i]) } else { 0.0 });
             let want = rule.step(t, p[i], g[i], s);
-            let delta = tol.abs * sc.grads[i] + tol.rel * g[i].abs() + UNDERFLOW;
+            let delta =
+                tol.abs * sc.grads[i] + tol.rel * g[i].abs() + sc.up[i].max(sc.down[i]) + UNDERFLOW;
             let lo = rule.step(t, p[i], g[i] - delta, s);
             let hi = rule.step(t, p[i], g[i] + delta, s);
             let got = [f64::from(after[i])]

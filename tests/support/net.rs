@@ -257,31 +257,69 @@ impl<'a> NetOracle<'a> {
             let t = self.forward(p, xs);
             let (l, da) = self.head_loss(&t.out, ys);
             total += l;
-            let mut d: Vec<f64> = da.iter().map(|v| v / n).collect();
-            for (li, s) in self.shapes.iter().enumerate().rev() {
-                // dL/dz from dL/da.
-                for (dv, fp) in d.iter_mut().zip(&t.fprime[li]) {
-                    *dv *= fp;
-                }
-                let a = &t.input[li];
-                let nw = s.inputs * s.outputs;
-                for j in 0..s.outputs {
-                    for k in 0..s.inputs {
-                        g[s.at + j * s.inputs + k] += d[j] * a[k];
-                    }
-                    g[s.at + nw + j] += d[j];
-                }
-                let prev: Vec<f64> = (0..s.inputs)
-                    .map(|k| {
-                        (0..s.outputs)
-                            .map(|j| p[s.at + j * s.inputs + k] * d[j])
-                            .sum()
-                    })
-                    .collect();
-                d = prev;
-            }
+            self.backward(p, &t, &da, n, None, &mut g);
         }
         (total / n, g)
+    }
+
+    /// Adds one sample's term of the mean loss's gradient to `g`: backpropagation from
+    /// `da = dloss/da` of the last layer (not yet divided by `n`) through the trace `t`.
+    /// `flip` names a unit `(layer, output)` of a kinked activation whose `f'` is taken from
+    /// the other side of the kink (see `Scales::up`).
+    fn backward(
+        &self,
+        p: &[f64],
+        t: &Trace,
+        da: &[f64],
+        n: f64,
+        flip: Option<(usize, usize)>,
+        g: &mut [f64],
+    ) {
+        let mut d: Vec<f64> = da.iter().map(|v| v / n).collect();
+        for (li, s) in self.shapes.iter().enumerate().rev() {
+            // dL/dz from dL/da.
+            for (j, (dv, fp)) in d.iter_mut().zip(&t.fprime[li]).enumerate() {
+                *dv *= if flip == Some((li, j)) {
+                    self.grad_across_kink(li, t.z[li][j])
+                } else {
+                    *fp
+                };
+            }
+            let a = &t.input[li];
+            let nw = s.inputs * s.outputs;
+            for j in 0..s.outputs {
+                for k in 0..s.inputs {
+                    g[s.at + j * s.inputs + k] += d[j] * a[k];
+                }
+                g[s.at + nw + j] += d[j];
+            }
+            let prev: Vec<f64> = (0..s.inputs)
+                .map(|k| {
+                    (0..s.outputs)
+                        .map(|j| p[s.at + j * s.inputs + k] * d[j])
+                        .sum()
+                })
+                .collect();
+            d = prev;
+        }
+    }
+
+    /// `f'` of layer `li`'s activation on the other side of its kink from `z`.
+    fn grad_across_kink(&self, li: usize, z: f64) -> f64 {
+        let other = if z > 0.0 {
+            -f64::MIN_POSITIVE
+        } else {
+            f64::MIN_POSITIVE
+        };
+        let mut at = 0;
+        let mut out = f64::NAN;
+        (self.visit)(&mut |_, act| {
+            if at == li {
+                out = act.grad(other);
+            }
+            at += 1;
+        });
+        out
     }
 
     /// The signs of every kinked activation's input over the batch: a finite difference is
@@ -303,6 +341,18 @@ impl<'a> NetOracle<'a> {
     pub fn scales(&self, p: &[f64], x: &[Vec<f64>], y: &[Target]) -> Scales {
         let n = x.len() as f64;
         let mut grads = vec![0.0; self.params];
+        let mut up = vec![0.0; self.params];
+        let mut down = vec![0.0; self.params];
+        // The forward error of a layer's `z`, per unit of its terms' size: the `MLP` row's
+        // 4 u per term, counted over the layers up to it (`terms` without the batch and head).
+        let near: Vec<f64> = self
+            .shapes
+            .iter()
+            .scan(0, |terms, s| {
+                *terms += s.inputs + 8;
+                Some(super::MLP.abs_per_term * *terms as f64)
+            })
+            .collect();
         let mut loss = 1.0f64;
         let mut outputs = Vec::with_capacity(x.len());
         for (xs, ys) in x.iter().zip(y) {
@@ -327,6 +377,7 @@ impl<'a> NetOracle<'a> {
                 };
                 abar.push(next);
             }
+            self.span_kinks(p, xs, ys, &abar, &near, n, &mut up, &mut down);
             let last = abar.last().expect("output").clone();
             let o = last.len() as f64;
             let top = last.iter().copied().fold(1.0, f64::max);
@@ -377,6 +428,58 @@ impl<'a> NetOracle<'a> {
             grads,
             loss,
             outputs,
+            up,
+            down,
+        }
+    }
+
+    /// Widens `up`/`down` (see `Scales::up`) by one sample's undecided kinks: each unit of a
+    /// kinked activation whose `z` is within its layer's forward tolerance `near[layer]` (per
+    /// unit of its terms' size `zbar`, the layer's entry of `abar` one past its input) of 0,
+    /// the difference that taking `f'` from the other side makes to the sample's gradient
+    /// term.
+    #[allow(clippy::too_many_arguments, reason = "one sample's whole context")]
+    fn span_kinks(
+        &self,
+        p: &[f64],
+        xs: &[f64],
+        ys: &Target,
+        abar: &[Vec<f64>],
+        near: &[f64],
+        n: f64,
+        up: &mut [f64],
+        down: &mut [f64],
+    ) {
+        if !self.shapes.iter().any(Shape::kinked) {
+            return;
+        }
+        let trace = self.forward(p, xs);
+        let mut base: Option<(Vec<f64>, Vec<f64>)> = None;
+        for (li, s) in self.shapes.iter().enumerate() {
+            if !s.kinked() {
+                continue;
+            }
+            for j in 0..s.outputs {
+                if trace.z[li][j].abs() > near[li] * abar[li + 1][j] + super::UNDERFLOW {
+                    continue;
+                }
+                let (da, base) = base.get_or_insert_with(|| {
+                    let da = self.head_loss(&trace.out, ys).1;
+                    let mut base = vec![0.0; self.params];
+                    self.backward(p, &trace, &da, n, None, &mut base);
+                    (da, base)
+                });
+                let mut flipped = vec![0.0; self.params];
+                self.backward(p, &trace, da, n, Some((li, j)), &mut flipped);
+                for (i, (f, b)) in flipped.iter().zip(base.iter()).enumerate() {
+                    let diff = f - b;
+                    if diff > 0.0 {
+                        up[i] += diff;
+                    } else {
+                        down[i] -= diff;
+                    }
+                }
+            }
         }
     }
 
@@ -404,6 +507,15 @@ pub struct Scales {
     pub loss: f64,
     /// Of each sample's head outputs.
     pub outputs: Vec<Vec<f64>>,
+    /// Per parameter, how far ReLU's and leaky ReLU's kinks leave the gradient undecided
+    /// upwards, and `down` downwards: a unit whose `z` is within the tolerance of 0 may
+    /// fall on either side in `f32`, whatever the oracle decides, and the sides differ by
+    /// that sample's whole term through the unit, which no tolerance proportional to the
+    /// terms' size covers. The `f32` gradient must be within the tolerance of
+    /// `[want - down, want + up]`; both are 0 wherever no such unit is.
+    pub up: Vec<f64>,
+    /// See `up`.
+    pub down: Vec<f64>,
 }
 
 /// The tolerance of a `Network` result against the oracle for a batch of `n`: the `MLP` row
