@@ -218,7 +218,7 @@ pub(crate) fn tile_pass<L: Layer, H: Head<L::Out>>(
         // The layers below read a ReLU's outputs in place of a kept copy; the head reads `d`.
         d[..nb].copy_from_slice(&a[..nb]);
     }
-    let mut tile_loss = lanes::zero();
+    let mut tile_loss = TileLoss::new(<H as crate::head::sealed::HeadKernel<L::Out>>::FACTOR_BITS);
     for b in 0..nb {
         let start = first + b * LANES;
         let vn = (n - start).min(LANES);
@@ -227,16 +227,14 @@ pub(crate) fn tile_pass<L: Layer, H: Head<L::Out>>(
             Seed::Targets(y) => {
                 let yb = H::load(&y[start..start + vn]);
                 let l = H::loss(&a[b], &yb, valid, inv_n, Some((&mut d[b], f)));
-                finite_loss(l, vn, start)?;
-                tile_loss += l;
+                tile_loss.push(l, vn, start)?;
             }
             Seed::Labels(y) => {
                 let Some(yb) = H::label_lanes(y[b0 + b]) else {
                     return Err(Error::EmptyBatch);
                 };
                 let l = H::loss(&a[b], &yb, valid, inv_n, Some((&mut d[b], f)));
-                finite_loss(l, vn, start)?;
-                tile_loss += l;
+                tile_loss.push(l, vn, start)?;
             }
             Seed::Given(g) => {
                 let mut gb = <L::Out as ShapeKernel>::BLOCK_ZERO;
@@ -253,7 +251,7 @@ pub(crate) fn tile_pass<L: Layer, H: Head<L::Out>>(
     if EXACT_ALWAYS {
         L::track_all(tile, nb);
     }
-    Ok((nb, tile_loss))
+    Ok((nb, tile_loss.finish()))
 }
 
 /// The inputs of tile `t` for the parameter gradients: in lanes, and as rows for a first
@@ -372,6 +370,85 @@ pub(crate) fn measure<L: Layer, H: Head<L::Out>>(
         L::track_all(tile, nb);
     }
     Ok(())
+}
+
+/// The per-lane sum of a tile's losses, each `add + ln(factor)` (`HeadKernel::loss`), as
+/// the sum of the `add`s plus one logarithm of the product of the factors, taken when the
+/// product could next overflow (after `127 / bits` factors below `2^bits`: 63 blocks of
+/// three-class softmax, so once a tile) and at the end; heads whose factor is one take none.
+/// `Network::loss` and the training steps sum through this in the same order, so their
+/// losses agree bit for bit.
+// PERF: the logarithm was a third of the softmax head's cost on the Iris step.
+pub(crate) struct TileLoss {
+    add: Lane,
+    product: Lane,
+    count: u32,
+    room: u32,
+}
+
+impl TileLoss {
+    /// An empty sum for factors below `2^bits`.
+    #[inline(always)]
+    pub(crate) fn new(bits: u32) -> Self {
+        Self {
+            add: lanes::zero(),
+            product: lanes::splat(1.0),
+            count: 0,
+            room: 127u32.checked_div(bits).unwrap_or(0),
+        }
+    }
+
+    /// Adds one block's losses, refusing a non-finite one (`finite_loss`: the block of `n`
+    /// samples from `first`). `add + factor` is finite exactly when both are (`add >= 0` or
+    /// NaN, `factor` in `[1, 2^bits)` or NaN).
+    #[inline(always)]
+    pub(crate) fn push(
+        &mut self,
+        (add, factor): (Lane, Lane),
+        n: usize,
+        first: usize,
+    ) -> Result<(), Error> {
+        if lanes::NARROW {
+            // One block a tile: no logarithm to share, and the product's code would cost
+            // the Cortex-M4F build flash (examples/cortex-m's budget).
+            let l = if self.room > 0 {
+                add + ln_product(factor)
+            } else {
+                add
+            };
+            finite_loss(l, n, first)?;
+            self.add += l;
+            return Ok(());
+        }
+        finite_loss(add + factor, n, first)?;
+        self.add += add;
+        if self.room > 0 {
+            if self.count == self.room {
+                self.add += ln_product(self.product);
+                self.product = lanes::splat(1.0);
+                self.count = 0;
+            }
+            self.product *= factor;
+            self.count += 1;
+        }
+        Ok(())
+    }
+
+    /// The per-lane sum.
+    #[inline(always)]
+    pub(crate) fn finish(self) -> Lane {
+        if self.room > 0 && !lanes::NARROW {
+            self.add + ln_product(self.product)
+        } else {
+            self.add
+        }
+    }
+}
+
+/// `lanes::ln`, once in the binary for every [`TileLoss`] (it runs once a tile).
+#[inline(never)]
+fn ln_product(p: Lane) -> Lane {
+    lanes::ln(p)
 }
 
 /// Errors with the index of the first sample whose loss is not finite.

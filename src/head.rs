@@ -92,16 +92,22 @@ pub(crate) mod sealed {
         fn check(t: &[Self::T]) -> Result<(), Error>;
         /// Loads up to sixteen targets.
         fn load(t: &[Self::T]) -> Self::TBlock;
-        /// The per-lane loss of a block of outputs `z` (zero in padded lanes, where `valid` is
-        /// false), and if `d` is given, `dL/dz * inv_n` through `f`'s backward into `d`
-        /// (which holds what `f` kept).
+        /// The per-lane loss of a block of outputs `z`, and if `d` is given, `dL/dz * inv_n`
+        /// through `f`'s backward into `d` (which holds what `f` kept). The loss comes in two
+        /// parts, `(add, factor)`, and is `add + ln(factor)`: zero and one in padded lanes
+        /// (where `valid` is false), `factor` one for a head without a logarithm and below
+        /// `2^FACTOR_BITS` for finite outputs; summing blocks, `driver::TileLoss` takes one
+        /// logarithm of the factors' product instead of one a block.
         fn loss<F: Activation>(
             z: &S::Block,
             y: &Self::TBlock,
             valid: Lane,
             inv_n: f32,
             d: Option<(&mut S::Block, &F)>,
-        ) -> Lane;
+        ) -> (Lane, Lane);
+        /// Bits of the largest `factor` of [`HeadKernel::loss`] (`factor < 2^FACTOR_BITS`),
+        /// 0 where it is always one.
+        const FACTOR_BITS: u32 = 0;
         /// The head's outputs (probabilities, or the values) from the logits, in place.
         fn outputs(z: &mut S::Block);
         /// The class of each lane (as a float); only for [`Classifier`] heads.
@@ -162,17 +168,23 @@ impl<const O: usize> sealed::HeadKernel<Dim<O>> for SoftmaxCrossEntropy {
         valid: Lane,
         inv_n: f32,
         d: Option<(&mut [Lane; O], &F)>,
-    ) -> Lane {
+    ) -> (Lane, Lane) {
         let mask = lanes::gt(valid, lanes::zero());
         let mut g = *z;
-        let l = xent_lanes(&mut g, *y, valid, inv_n, d.is_some());
+        let (l, s) = xent_lanes(&mut g, *y, valid, inv_n, d.is_some());
         if let Some((d, f)) = d {
             for (dv, gv) in d.iter_mut().zip(g) {
                 *dv = f.backward(*dv, lanes::select(mask, gv, lanes::zero()));
             }
         }
-        lanes::select(mask, l, lanes::zero())
+        (
+            lanes::select(mask, l, lanes::zero()),
+            lanes::select(mask, s, lanes::splat(1.0)),
+        )
     }
+
+    // `s`, a sum of `O` values of at most 1, each within an ulp: below `2^bits(O)`.
+    const FACTOR_BITS: u32 = usize::BITS - O.leading_zeros();
 
     #[inline(always)]
     fn outputs(z: &mut [Lane; O]) {
@@ -261,7 +273,7 @@ impl<const O: usize> sealed::HeadKernel<Dim<O>> for MeanSquaredError {
         valid: Lane,
         inv_n: f32,
         d: Option<(&mut [Lane; O], &F)>,
-    ) -> Lane {
+    ) -> (Lane, Lane) {
         let mask = lanes::gt(valid, lanes::zero());
         let inv_o = 1.0 / O as f32;
         let mut l = lanes::zero();
@@ -276,7 +288,10 @@ impl<const O: usize> sealed::HeadKernel<Dim<O>> for MeanSquaredError {
                 *dv = f.backward(*dv, lanes::select(mask, g, lanes::zero()));
             }
         }
-        lanes::select(mask, l * lanes::splat(inv_o), lanes::zero())
+        (
+            lanes::select(mask, l * lanes::splat(inv_o), lanes::zero()),
+            lanes::splat(1.0),
+        )
     }
 
     fn loss_f64(z: &[f64], t: &[f32; O]) -> f64 {
@@ -335,7 +350,7 @@ impl<const O: usize> sealed::HeadKernel<Dim<O>> for BinaryCrossEntropy {
         valid: Lane,
         inv_n: f32,
         d: Option<(&mut [Lane; O], &F)>,
-    ) -> Lane {
+    ) -> (Lane, Lane) {
         let mask = lanes::gt(valid, lanes::zero());
         let inv_o = 1.0 / O as f32;
         let one = lanes::splat(1.0);
@@ -353,7 +368,10 @@ impl<const O: usize> sealed::HeadKernel<Dim<O>> for BinaryCrossEntropy {
                 *dv = f.backward(*dv, lanes::select(mask, g, lanes::zero()));
             }
         }
-        lanes::select(mask, l * lanes::splat(inv_o), lanes::zero())
+        (
+            lanes::select(mask, l * lanes::splat(inv_o), lanes::zero()),
+            lanes::splat(1.0),
+        )
     }
 
     fn loss_f64(z: &[f64], t: &[f32; O]) -> f64 {

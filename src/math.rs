@@ -90,7 +90,7 @@ fn horner(x: Lane, c: &[f32]) -> Lane {
 /// rounded once, like any other (`e^-100 = 3.7e-44`); `x` is clamped to `-110`, where `e^x`
 /// rounds to `0` (so `e^-inf = 0`). NaN compares false in the clamp and stays NaN.
 #[inline(always)]
-fn exp_neg(x: Lane) -> Lane {
+pub(crate) fn exp_neg(x: Lane) -> Lane {
     const P: [f32; 6] = [
         1.0 / 5040.0,
         1.0 / 720.0,

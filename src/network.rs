@@ -48,8 +48,8 @@ use core::fmt;
 
 use crate::batch::PackedBatch;
 use crate::driver::{
-    Finish, Inputs, NetRef, Seed, TILE_BLOCKS, TILE_SAMPLES, check_batch, check_inputs,
-    finite_grads, finite_loss, finite_total, first_non_finite, run,
+    Finish, Inputs, NetRef, Seed, TILE_BLOCKS, TILE_SAMPLES, TileLoss, check_batch, check_inputs,
+    finite_grads, finite_total, first_non_finite, run,
 };
 use crate::error::{Error, same_len};
 use crate::head::{Classifier, Head, sealed::HeadKernel};
@@ -655,14 +655,14 @@ impl<L: Layer, H: Head<L::Out>> Network<L, H> {
                     index: Some(first + bad),
                 });
             }
-            let mut tile = lanes::zero();
+            let mut tile =
+                TileLoss::new(<H as crate::head::sealed::HeadKernel<L::Out>>::FACTOR_BITS);
             for (b, (xs, ys)) in xt.chunks(LANES).zip(yt.chunks(LANES)).enumerate() {
                 let start = first + b * LANES;
                 let z = self.forward_rows(xs, start)?;
                 let l =
                     H::loss::<crate::Linear>(&z, &H::load(ys), lanes::valid(xs.len()), 0.0, None);
-                finite_loss(l, xs.len(), start)?;
-                tile += l;
+                tile.push(l, xs.len(), start)?;
                 if let Some(h) = hits.as_mut() {
                     let c = lanes::to_array(H::classes(&z));
                     *h += ys
@@ -672,7 +672,7 @@ impl<L: Layer, H: Head<L::Out>> Network<L, H> {
                         .count();
                 }
             }
-            total += tile;
+            total += tile.finish();
         }
         finite_total(total)?;
         Ok((lanes::sum(total) / x.len() as f32, hits))

@@ -459,8 +459,8 @@ impl<'a> NetOracle<'a> {
             if !s.kinked() {
                 continue;
             }
-            for j in 0..s.outputs {
-                if trace.z[li][j].abs() > near[li] * abar[li + 1][j] + super::UNDERFLOW {
+            for (j, (z, zbar)) in trace.z[li].iter().zip(&abar[li + 1]).enumerate() {
+                if z.abs() > near[li] * zbar + super::UNDERFLOW {
                     continue;
                 }
                 let (da, base) = base.get_or_insert_with(|| {
