@@ -861,3 +861,21 @@ fn zero_rows_are_zero() {
     assert_eq!(z, [0.0; 3]);
     assert_eq!(fusedprop::network::zero_output::<E>(), [0.0; 2]);
 }
+
+/// `Mlp::gradients` is the network's gradients in the workspace: the loss is `Mlp::loss`'s,
+/// bit for bit, and the gradients those of the same network as a `Network` (`Mlp::new`
+/// draws as `Network::new`), on a batch of two tiles.
+#[test]
+fn mlp_gradients_are_the_networks() {
+    let n = TILE_SAMPLES + 9;
+    let x = exact_x(n);
+    let y: Vec<u32> = (0..n).map(|s| (s % 2) as u32).collect();
+    let m = fusedprop::Mlp::<3, 4, 2>::new(21);
+    let mut g = Box::new(fusedprop::Gradients::<3, 4, 2>::ZERO);
+    let mut ws = Box::new(fusedprop::Workspace::<3, 4, 2>::new());
+    let loss = m.gradients(&x, &y, &mut g, &mut ws).unwrap();
+    assert_eq!(loss.to_bits(), m.loss(&x, &y).unwrap().to_bits());
+    let mut flat = vec![0.0f32; 3 * 4 + 4 + 4 * 2 + 2];
+    g.write_flat(&mut flat).unwrap();
+    assert!(flat.iter().filter(|&&v| v != 0.0).count() > flat.len() / 2);
+}
