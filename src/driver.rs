@@ -373,17 +373,17 @@ pub(crate) fn measure<L: Layer, H: Head<L::Out>>(
 }
 
 /// The per-lane sum of a tile's losses, each `add + ln(factor)` (`HeadKernel::loss`), as
-/// the sum of the `add`s plus one logarithm of the product of the factors, taken when the
-/// product could next overflow (after `127 / bits` factors below `2^bits`: 63 blocks of
-/// three-class softmax, so once a tile) and at the end; heads whose factor is one take none.
-/// `Network::loss` and the training steps sum through this in the same order, so their
-/// losses agree bit for bit.
+/// the sum of the `add`s plus one logarithm of the product of the factors, taken at the end
+/// of the tile: a tile's factors below `2^bits` multiply to below `2^127` when
+/// `bits * TILE_BLOCKS <= 127` (fewer than 32,768 classes of softmax with SIMD lanes; any
+/// number on the narrow lane, one block a tile), and otherwise each block takes its own
+/// logarithm. Heads whose factor is one (`bits = 0`) take none. `Network::loss` and the
+/// training steps sum through this in the same order, so their losses agree bit for bit.
 // PERF: the logarithm was a third of the softmax head's cost on the Iris step.
 pub(crate) struct TileLoss {
     add: Lane,
     product: Lane,
-    count: u32,
-    room: u32,
+    bits: u32,
 }
 
 impl TileLoss {
@@ -393,9 +393,16 @@ impl TileLoss {
         Self {
             add: lanes::zero(),
             product: lanes::splat(1.0),
-            count: 0,
-            room: 127u32.checked_div(bits).unwrap_or(0),
+            bits,
         }
+    }
+
+    /// Whether each block takes its own logarithm: on the narrow lane (one block a tile, so
+    /// the same value, and the product's code would cost the Cortex-M4F build flash:
+    /// examples/cortex-m's budget), and where a tile's product could overflow.
+    #[inline(always)]
+    fn per_block(&self) -> bool {
+        lanes::NARROW || self.bits as usize * TILE_BLOCKS > 127
     }
 
     /// Adds one block's losses, refusing a non-finite one (`finite_loss`: the block of `n`
@@ -408,28 +415,18 @@ impl TileLoss {
         n: usize,
         first: usize,
     ) -> Result<(), Error> {
-        if lanes::NARROW {
-            // One block a tile: no logarithm to share, and the product's code would cost
-            // the Cortex-M4F build flash (examples/cortex-m's budget).
-            let l = if self.room > 0 {
-                add + ln_product(factor)
-            } else {
+        if self.per_block() {
+            let l = if self.bits == 0 {
                 add
+            } else {
+                add + ln_product(factor)
             };
             finite_loss(l, n, first)?;
             self.add += l;
-            return Ok(());
-        }
-        finite_loss(add + factor, n, first)?;
-        self.add += add;
-        if self.room > 0 {
-            if self.count == self.room {
-                self.add += ln_product(self.product);
-                self.product = lanes::splat(1.0);
-                self.count = 0;
-            }
+        } else {
+            finite_loss(add + factor, n, first)?;
+            self.add += add;
             self.product *= factor;
-            self.count += 1;
         }
         Ok(())
     }
@@ -437,10 +434,10 @@ impl TileLoss {
     /// The per-lane sum.
     #[inline(always)]
     pub(crate) fn finish(self) -> Lane {
-        if self.room > 0 && !lanes::NARROW {
-            self.add + ln_product(self.product)
-        } else {
+        if self.bits == 0 || self.per_block() {
             self.add
+        } else {
+            self.add + ln_product(self.product)
         }
     }
 }
