@@ -72,7 +72,7 @@ fn silu_grad(z: f64) -> f64 {
     s * (1.0 + z * (1.0 - s))
 }
 
-/// 1. A last layer of seven outputs: a `dL/dz` of 4e37 (past the margin) on any one output
+/// (1) A last layer of seven outputs: a `dL/dz` of 4e37 (past the margin) on any one output
 /// refuses the step, one of 1e-3 is an ordinary step.
 #[test]
 fn every_output_of_a_wide_last_layer_counts_in_the_bound() {
@@ -94,7 +94,7 @@ fn every_output_of_a_wide_last_layer_counts_in_the_bound() {
     }
 }
 
-/// 2. Momentum's update is `μ v - lr g`: the margin counts the velocity. After a first step
+/// (2) Momentum's update is `μ v - lr g`: the margin counts the velocity. After a first step
 /// of velocity `-v0` (and weights `-v0`), a second step of gradient 1 is refused when
 /// `max|w| + μ max|v| + lr max|g|` passes `f32::MAX / 16` (`v0` = 1.2e37) and taken when it
 /// does not (`v0` = 6e36), though the gradient alone is far inside the margin either way.
@@ -125,7 +125,7 @@ fn the_margin_counts_the_optimizer_state() {
     }
 }
 
-/// 3. The gradient of `W` is at most `N max|dL/dz| max(|input|, 1)`, the input being the
+/// (3) The gradient of `W` is at most `N max|dL/dz| max(|input|, 1)`, the input being the
 /// outputs of the layer below. With one sample of `x = 1` and the weights below (biases 0),
 /// one layer's gradient `dL/dz * a_below` passes the margin because its *input* is large
 /// (1e20, with `dL/dz` of about 4e18), while every other gradient and every `dL/dz` is far
@@ -157,7 +157,7 @@ fn a_layers_bound_uses_the_largest_output_below_it() {
     }
 }
 
-/// 4. The middle (SiLU) layer's `dL/dz` is `SiLU'(z) w3 dy`, `SiLU'` up to about 1.0998
+/// (4) The middle (SiLU) layer's `dL/dz` is `SiLU'(z) w3 dy`, `SiLU'` up to about 1.0998
 /// (`GRAD_BOUND` 1.125). With `w3 dy a1` = 2e37 and `z` = 2.4 (`SiLU'(2.4)` = 1.09984), the
 /// measured bound of its gradient, `SiLU'(z) w3 dy a1` = 2.2e37, passes the margin, though a
 /// bound with a `max|f'|` of 1 would not: refused. Every other gradient is far inside it.
@@ -188,7 +188,7 @@ mod parallel {
     use super::*;
     use fusedprop::{Adam, NetParWorkspace, TILE_SAMPLES};
 
-    /// 5. Two tiles in one round of two slots, a target of 1e18 in the second tile only: the
+    /// (5) Two tiles in one round of two slots, a target of 1e18 in the second tile only: the
     /// last layer's `max|dL/dz|` is about `2e18 / N`, its gradient bound 2e18, which with a
     /// learning rate of 1e20 passes the margin. `train_step_par` refuses the step as
     /// `train_step` does, and changes nothing.
@@ -269,7 +269,7 @@ mod parallel {
         }
     }
 
-    /// 6. Five tiles in rounds of three slots, the last tile partial.
+    /// (6) Five tiles in rounds of three slots, the last tile partial.
     #[test]
     fn a_layer_of_several_chunks_reduces_bit_for_bit() {
         let n = 4 * TILE_SAMPLES + 21;
@@ -278,7 +278,7 @@ mod parallel {
         big_equal::<_, 3>(Adam::new(0.001).unwrap(), n, 2);
     }
 
-    /// 6. More slots than the chunked reduction takes parts (64): 65 tiles in one round.
+    /// (6) More slots than the chunked reduction takes parts (64): 65 tiles in one round.
     /// (The workspace of 65 slots, about 8 MB, is built on a thread with a stack of its own:
     /// `Box::new(NetParWorkspace::new())` may stage it on the stack.)
     #[test]
