@@ -183,6 +183,35 @@ fn a_layer_below_is_bounded_with_its_activations_largest_slope() {
     assert_eq!(r, Ok(()));
 }
 
+/// (4) The factor of the layer below is `O max|W|`, `|W^T v| <= O max|W| max|v|`, which is
+/// reached when every weight is `w` and every `dL/dz` above is `dy`: with seven outputs of
+/// weights 1e10 over a hidden tanh layer at `z = 0` (`tanh'(0)` = 1), the hidden `dL/dz` is
+/// `7 w dy` exactly, 2.5e37 here, past the margin: refused (a factor of `O + max|W|` would
+/// allow it). A seventh of that gradient is taken.
+#[test]
+fn the_factor_below_a_layer_is_its_width_times_its_largest_weight() {
+    let sgd = Sgd::new(1e-3).unwrap();
+    let w = 1e10f32;
+    let dy = (2.5e37 / (7.0 * f64::from(w))) as f32;
+    assert!(7.0 * f64::from(w) * f64::from(dy) >= LIMIT);
+    assert!((7.0 + f64::from(w)) * f64::from(dy) < LIMIT / 2.0);
+    let mut p = vec![0.0f32; <Seven as Layer>::PARAMS];
+    // The hidden layer's weights and biases (3 * 8 + 8) stay 0; the last layer's weights
+    // are all `w`, its biases 0.
+    p[32..32 + 56].fill(w);
+    for (g, refused) in [(dy, true), (dy / 7.0, false)] {
+        let mut net = Network::<Seven, MeanSquaredError>::new(1);
+        net.read_params(&p).unwrap();
+        let mut st = OptimizerState::new();
+        let r = given_step(&mut net, &[[1.0, -1.0, 0.5]], &[[g; 7]], &sgd, &mut st);
+        if refused {
+            assert_eq!(r, Err(Error::UpdateOverflow));
+        } else {
+            assert_eq!(r, Ok(()));
+        }
+    }
+}
+
 #[cfg(feature = "rayon")]
 mod parallel {
     use super::*;
