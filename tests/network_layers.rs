@@ -212,6 +212,22 @@ fn the_factor_below_a_layer_is_its_width_times_its_largest_weight() {
     }
 }
 
+/// The padded samples of a partial last block do not reach the bound: one sample, `x = 1`,
+/// whose first layer is `relu(-1e30 x + 1e30)` = 0, while a padded lane (`x = 0`) would have
+/// 1e30 there, the next layer's input bound. The step (`dy` = 1, a learning rate of 1e10) is
+/// ordinary for the one sample; with 1e30 as the input bound it would pass the margin.
+#[test]
+fn padded_samples_do_not_reach_the_bound() {
+    let sgd = Sgd::new(1e10).unwrap();
+    let mut net = Network::<Left, MeanSquaredError>::new(1);
+    net.read_params(&[-1e30, 1e30, 1.0, 0.0, 1.0, 0.0]).unwrap();
+    let mut st = OptimizerState::new();
+    assert_eq!(
+        given_step(&mut net, &[[1.0]], &[[1.0]], &sgd, &mut st),
+        Ok(())
+    );
+}
+
 #[cfg(feature = "rayon")]
 mod parallel {
     use super::*;
