@@ -228,6 +228,18 @@ fn padded_samples_do_not_reach_the_bound() {
     );
 }
 
+/// `Layer::DEPTH` counts the dense layers and `Layer::PARAMS` their weights and biases, in a
+/// chain nested either way.
+#[test]
+fn a_chain_counts_its_layers_and_parameters() {
+    assert_eq!((<One as Layer>::DEPTH, <One as Layer>::PARAMS), (1, 2));
+    assert_eq!(
+        (<Seven as Layer>::DEPTH, <Seven as Layer>::PARAMS),
+        (2, 3 * 8 + 8 + 8 * 7 + 7)
+    );
+    assert_eq!((<Left as Layer>::DEPTH, <Left as Layer>::PARAMS), (3, 6));
+}
+
 #[cfg(feature = "rayon")]
 mod parallel {
     use super::*;
