@@ -240,6 +240,21 @@ fn a_chain_counts_its_layers_and_parameters() {
     assert_eq!((<Left as Layer>::DEPTH, <Left as Layer>::PARAMS), (3, 6));
 }
 
+/// `OptimizerState::visit` walks every layer of a chain in `write_params` order: after one
+/// momentum step from zero weights the velocity is the weights (`0 + v`).
+#[test]
+fn the_state_of_a_chain_is_visited_layer_by_layer() {
+    let opt = Momentum::new(0.5, 0.9).unwrap();
+    let mut net = Network::<Left, MeanSquaredError>::new(1);
+    net.read_params(&[0.0; 6]).unwrap();
+    let mut st = OptimizerState::new();
+    given_step(&mut net, &[[1.0]], &[[2.0]], &opt, &mut st).unwrap();
+    let mut v = Vec::new();
+    st.visit(|s| v.extend(s.iter().map(|x| x.to_bits())));
+    assert_eq!(v, params(&net));
+    assert_eq!(v[5], (-1.0f32).to_bits(), "the last bias: -0.5 * 2");
+}
+
 #[cfg(feature = "rayon")]
 mod parallel {
     use super::*;
