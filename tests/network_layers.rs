@@ -363,3 +363,40 @@ mod parallel {
             .unwrap();
     }
 }
+
+/// A workspace forgets what a refused step measured: a step of `chain![One, One]` whose
+/// hidden `dL/dz` overflows (`3e38 x -188`, with a finite loss of 8836) is refused, and the
+/// next steps on the same workspace, with ordinary weights, give bit for bit what they give
+/// on a fresh workspace.
+#[test]
+fn a_refused_steps_maxima_do_not_outlive_it() {
+    type Net = Network<chain![One, One], MeanSquaredError>;
+    let (x, y) = ([[1.0f32]], [[100.0f32]]);
+    let sgd = Sgd::new(0.01).unwrap();
+    let mut net = Net::new(0);
+    // Layer 1: w = 0, b = 2e-38, so h = 2e-38; layer 2: w = 3e38, b = 0, so the output is 6.
+    net.read_params(&[0.0, 2e-38, 3e38, 0.0]).unwrap();
+    let mut st = OptimizerState::<_, Sgd>::new();
+    let mut ws = NetWorkspace::new();
+    let before = params(&net);
+    assert!(net.loss(&x, &y).unwrap().is_finite());
+    assert!(net.train_step(&x, &y, &sgd, &mut st, &mut ws).is_err());
+    assert_eq!(params(&net), before, "a refused step changes nothing");
+
+    let ordinary = [0.5f32, 0.25, -0.75, 0.125];
+    let mut fresh = Net::new(0);
+    fresh.read_params(&ordinary).unwrap();
+    net.read_params(&ordinary).unwrap();
+    let (mut st_fresh, mut ws_fresh) = (OptimizerState::<_, Sgd>::new(), NetWorkspace::new());
+    let y = [[1.0f32]];
+    for step in 0..3 {
+        let want = fresh
+            .train_step(&x, &y, &sgd, &mut st_fresh, &mut ws_fresh)
+            .unwrap();
+        let got = net
+            .train_step(&x, &y, &sgd, &mut st, &mut ws)
+            .unwrap_or_else(|e| panic!("step {step} after the refused one: {e}"));
+        assert_eq!(got.to_bits(), want.to_bits(), "step {step}'s loss");
+        assert_eq!(params(&net), params(&fresh), "step {step}'s weights");
+    }
+}
