@@ -219,7 +219,43 @@ pub(crate) fn tile_pass<L: Layer, H: Head<L::Out>>(
         d[..nb].copy_from_slice(&a[..nb]);
     }
     let mut tile_loss = TileLoss::new(<H as crate::head::sealed::HeadKernel<L::Out>>::FACTOR_BITS);
-    for b in 0..nb {
+    // PERF: full blocks two at a time, the head's two dependency chains interleaved
+    // (`HeadKernel::loss_n`; Iris 1.5-2% faster, the same values), where the registers hold
+    // two blocks of logits and their temporaries (AVX-512); elsewhere one at a time.
+    const PAIR: usize = if lanes::FEW_REGS { 1 } else { 2 };
+    let mut b = 0;
+    while PAIR > 1 && b + PAIR <= nb && first + (b + PAIR) * LANES <= n {
+        let start = first + b * LANES;
+        let ys: [_; PAIR] = match seed {
+            Seed::Targets(y) => {
+                core::array::from_fn(|i| H::load(&y[start + i * LANES..start + (i + 1) * LANES]))
+            }
+            Seed::Labels(y) => {
+                let y0 = H::label_lanes(y[b0 + b]).ok_or(Error::EmptyBatch)?;
+                let mut ys = [y0; PAIR];
+                for (i, v) in ys.iter_mut().enumerate().skip(1) {
+                    *v = H::label_lanes(y[b0 + b + i]).ok_or(Error::EmptyBatch)?;
+                }
+                ys
+            }
+            Seed::Given(_) => break,
+        };
+        let Some((ds, _)) = d[b..].split_first_chunk_mut::<PAIR>() else {
+            break;
+        };
+        let ls = H::loss_n::<_, PAIR>(
+            core::array::from_fn(|i| &a[b + i]),
+            ys.each_ref(),
+            inv_n,
+            ds.each_mut(),
+            f,
+        );
+        for (i, l) in ls.into_iter().enumerate() {
+            tile_loss.push(l, LANES, start + i * LANES)?;
+        }
+        b += PAIR;
+    }
+    for b in b..nb {
         let start = first + b * LANES;
         let vn = (n - start).min(LANES);
         let valid = lanes::valid(vn);

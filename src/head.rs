@@ -23,7 +23,7 @@ use crate::activation::exp_shifted_block;
 use crate::error::Error;
 use crate::lanes::{self, Lane};
 use crate::layer::{Dim, Shape};
-use crate::loss::xent_lanes;
+use crate::loss::{xent_lanes, xent_lanes_n};
 use crate::math;
 use crate::optim::ConstZero;
 use crate::reference;
@@ -105,6 +105,22 @@ pub(crate) mod sealed {
             inv_n: f32,
             d: Option<(&mut S::Block, &F)>,
         ) -> (Lane, Lane);
+        /// [`HeadKernel::loss`] of `NB` full blocks (`d` given), the same values; a head
+        /// whose per-block work is a long dependency chain interleaves the blocks.
+        #[inline(always)]
+        fn loss_n<F: Activation, const NB: usize>(
+            z: [&S::Block; NB],
+            y: [&Self::TBlock; NB],
+            inv_n: f32,
+            d: [&mut S::Block; NB],
+            f: &F,
+        ) -> [(Lane, Lane); NB] {
+            let mut out = [(lanes::zero(), lanes::zero()); NB];
+            for (((o, z), y), d) in out.iter_mut().zip(z).zip(y).zip(d) {
+                *o = Self::loss(z, y, lanes::valid(lanes::LANES), inv_n, Some((d, f)));
+            }
+            out
+        }
         /// Bits of the largest `factor` of [`HeadKernel::loss`] (`factor < 2^FACTOR_BITS`),
         /// 0 where it is always one.
         const FACTOR_BITS: u32 = 0;
@@ -181,6 +197,31 @@ impl<const O: usize> sealed::HeadKernel<Dim<O>> for SoftmaxCrossEntropy {
             lanes::select(mask, l, lanes::zero()),
             lanes::select(mask, s, lanes::splat(1.0)),
         )
+    }
+
+    #[inline(always)]
+    fn loss_n<F: Activation, const NB: usize>(
+        z: [&[Lane; O]; NB],
+        y: [&Lane; NB],
+        inv_n: f32,
+        d: [&mut [Lane; O]; NB],
+        f: &F,
+    ) -> [(Lane, Lane); NB] {
+        // Full blocks: no padding to mask.
+        let mut g: [[Lane; O]; NB] = core::array::from_fn(|b| *z[b]);
+        let r = xent_lanes_n::<O, NB>(
+            g.each_mut(),
+            core::array::from_fn(|b| *y[b]),
+            [lanes::valid(lanes::LANES); NB],
+            inv_n,
+            true,
+        );
+        for (db, gb) in d.into_iter().zip(&g) {
+            for (dv, &gv) in db.iter_mut().zip(gb) {
+                *dv = f.backward(*dv, gv);
+            }
+        }
+        r
     }
 
     // `s`, a sum of `O` values of at most 1, each within an ulp: below `2^bits(O)`.
