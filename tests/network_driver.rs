@@ -409,6 +409,23 @@ fn a_loss_that_is_not_finite_is_refused() {
             .map(|_| ()),
         want
     );
+    // The same in the second block of a tile (where AVX-512 builds take two blocks' losses
+    // at once) and in a tile's last, partial block.
+    for bad in [150, N - 2] {
+        let mut t = vec![[0.5f32]; N];
+        t[bad] = [2e19];
+        let want = Err(Error::NonFinite {
+            what: "loss",
+            index: Some(bad),
+        });
+        assert_eq!(net.loss(&x, &t).map(|_| ()), want, "{bad}");
+        assert_eq!(
+            net.train_step(&x, &t, &sgd, &mut state, &mut ws)
+                .map(|_| ()),
+            want,
+            "{bad}"
+        );
+    }
     // Two samples of 2.9e38 each: the sum overflows.
     let mut t = vec![[0.5f32]; N];
     t[3] = [1.7e19];
