@@ -1105,59 +1105,124 @@ pub(crate) fn param_grads_tile<const I: usize, const O: usize, R: Rule>(
 /// accumulator lane; no cross-lane reduction.
 // PERF: the lane dimension is the columns `k`, not the samples: per sample, a register tile
 // of `JN` rows x `KN` vectors of 16 columns takes `KN` vector loads of the sample's row,
-// `JN` broadcasts of `dz[j]` (a scalar read in place from its lane, folded into the FMA)
-// and `JN * KN` FMAs. The sums stay in registers across the whole tile and come out as
-// sixteen contiguous weights each, ready for the fused update: none of the 16-way
-// cross-lane reductions (about 3 shuffles and adds a weight, on the FMA ports) that the
-// sample-lane formulation needs once per tile. The main tile is 4 x 4: 16 chains cover the
-// FMA latency on two pipes twice over, and 8 loads per 16 FMAs leave load bandwidth spare.
-// Columns are walked in panels of 64 (4 vectors) with every row `j` inside a panel, so a
-// 128-sample tile's panel of inputs (128 x 256 B = 32 KiB) stays in L1 while `dz` (a
-// scalar per sample and row) streams from L1/L2.
+// `JN` broadcasts of `dz[j]` (a scalar read in place from its lane) and `JN * KN` FMAs. The
+// sums stay in registers across the whole tile and come out as sixteen contiguous weights
+// each, ready for the fused update: none of the 16-way cross-lane reductions (about 3
+// shuffles and adds a weight, on the FMA ports) that the sample-lane formulation needs once
+// per tile. Columns are walked in panels of `ROWS_V` vectors with every row `j` inside a
+// panel, so the panel (128 samples x 128 B = 16 KiB with AVX-512) stays in L1 while `dz`
+// streams past it.
+// - With AVX-512 the tile is 8 rows x 2 vectors (`lanes::ROWS_R` x `ROWS_V`): 10 loads per
+//   16 FMAs, against 4 x 4's 8, but half the panel; on a Xeon with two 512-bit FMA pipes
+//   784-256-10 went from 168 to 171 GFLOP/s (best step), and 64-128-64-10 was unchanged.
+// - Rows of 256 inputs or more (1 KiB apart) are first copied, a panel at a time, into a
+//   contiguous buffer on the stack (`param_grads_rows_copied`): walking 128 rows of 784
+//   inputs touched a hundred 4 KiB pages per pass over the panel, more than the L1 TLB
+//   holds, and the row loads stalled on it; 171 -> 178 GFLOP/s on the same Xeon. Below
+//   that the copy only costs (64-128-64-10: 193 -> 186). On a Zen 4 core (two 256-bit
+//   FMA pipes, a bigger L1 TLB) the copy is a small net cost instead: 784-256-10 best step
+//   110.9 -> 108.8 GFLOP/s, alternating runs; 8 x 2 alone was neutral there.
+// Neither changes a result: every accumulator adds the same products in the same order.
 fn param_grads_rows<const I: usize, const O: usize, R: Rule>(
     rows: &[[f32; I]],
     dz: &[[Lane; O]],
     sink: &mut Sink<'_, I, O, R>,
 ) {
-    const KV: usize = lanes::TILE_B;
-    const JR: usize = lanes::TILE_R;
-    let nv = I / 16;
+    if I >= ROWS_COPY_MIN {
+        param_grads_rows_copied(rows, dz, sink);
+        return;
+    }
     let mut v = 0;
-    while v < nv {
-        let kn = (nv - v).min(KV);
-        let k = 16 * v;
-        let mut j = 0;
-        while j < O {
-            let jn = (O - j).min(JR);
-            match (jn, kn) {
-                (4, 4) => grad_rows::<I, O, R, 4, 4>(rows, dz, j, k, sink),
-                (4, 3) => grad_rows::<I, O, R, 4, 3>(rows, dz, j, k, sink),
-                (4, 2) => grad_rows::<I, O, R, 4, 2>(rows, dz, j, k, sink),
-                (4, _) => grad_rows::<I, O, R, 4, 1>(rows, dz, j, k, sink),
-                (3, 4) => grad_rows::<I, O, R, 3, 4>(rows, dz, j, k, sink),
-                (3, 3) => grad_rows::<I, O, R, 3, 3>(rows, dz, j, k, sink),
-                (3, 2) => grad_rows::<I, O, R, 3, 2>(rows, dz, j, k, sink),
-                (3, _) => grad_rows::<I, O, R, 3, 1>(rows, dz, j, k, sink),
-                (2, 4) => grad_rows::<I, O, R, 2, 4>(rows, dz, j, k, sink),
-                (2, 3) => grad_rows::<I, O, R, 2, 3>(rows, dz, j, k, sink),
-                (2, 2) => grad_rows::<I, O, R, 2, 2>(rows, dz, j, k, sink),
-                (2, _) => grad_rows::<I, O, R, 2, 1>(rows, dz, j, k, sink),
-                (_, 4) => grad_rows::<I, O, R, 1, 4>(rows, dz, j, k, sink),
-                (_, 3) => grad_rows::<I, O, R, 1, 3>(rows, dz, j, k, sink),
-                (_, 2) => grad_rows::<I, O, R, 1, 2>(rows, dz, j, k, sink),
-                (_, _) => grad_rows::<I, O, R, 1, 1>(rows, dz, j, k, sink),
-            }
-            j += JR;
-        }
+    while v < I / 16 {
+        let kn = (I / 16 - v).min(lanes::ROWS_V);
+        rows_panel::<I, O, I, R>(rows, 16 * v, kn, dz, 16 * v, sink);
         v += kn;
     }
 }
 
-/// One `JN x KN` register tile of [`param_grads_rows`]: rows `j..j + JN`, columns
-/// `k..k + 16 KN`.
-#[inline(always)]
-fn grad_rows<const I: usize, const O: usize, R: Rule, const JN: usize, const KN: usize>(
+/// Inputs this wide or wider take [`param_grads_rows`]'s path through a copied panel.
+const ROWS_COPY_MIN: usize = 256;
+
+/// [`param_grads_rows`] for wide rows: each panel of columns is copied into a contiguous
+/// buffer first (bit for bit the same sums).
+fn param_grads_rows_copied<const I: usize, const O: usize, R: Rule>(
     rows: &[[f32; I]],
+    dz: &[[Lane; O]],
+    sink: &mut Sink<'_, I, O, R>,
+) {
+    const W: usize = 16 * lanes::ROWS_V;
+    let mut panel = [[0.0f32; W]; TILE_BLOCKS * LANES];
+    let n = rows.len().min(panel.len());
+    let mut v = 0;
+    while v < I / 16 {
+        let kn = (I / 16 - v).min(lanes::ROWS_V);
+        let k = 16 * v;
+        for (p, r) in panel.iter_mut().zip(&rows[..n]) {
+            p[..16 * kn].copy_from_slice(&r[k..k + 16 * kn]);
+        }
+        rows_panel::<I, O, W, R>(&panel[..n], 0, kn, dz, k, sink);
+        v += kn;
+    }
+}
+
+/// Every row `j` of the `kn` (at most [`lanes::ROWS_V`]) vectors of columns starting at
+/// `k` (weights) or `kr` (in `rows`).
+#[inline(always)]
+fn rows_panel<const I: usize, const O: usize, const W: usize, R: Rule>(
+    rows: &[[f32; W]],
+    kr: usize,
+    kn: usize,
+    dz: &[[Lane; O]],
+    k: usize,
+    sink: &mut Sink<'_, I, O, R>,
+) {
+    let mut j = 0;
+    while j < O {
+        let jn = (O - j).min(lanes::ROWS_R);
+        // The full tile, else 4 rows, else what is left.
+        let jn = if jn == lanes::ROWS_R || jn < 4 { jn } else { 4 };
+        macro_rules! tile {
+            ($jn:literal, $kn:literal) => {
+                grad_rows::<I, O, W, R, $jn, $kn>(rows, kr, dz, j, k, sink)
+            };
+        }
+        match (jn, kn) {
+            (8, 1) => tile!(8, 1),
+            (8, _) => tile!(8, 2),
+            (4, 4) => tile!(4, 4),
+            (4, 3) => tile!(4, 3),
+            (4, 2) => tile!(4, 2),
+            (4, _) => tile!(4, 1),
+            (3, 4) => tile!(3, 4),
+            (3, 3) => tile!(3, 3),
+            (3, 2) => tile!(3, 2),
+            (3, _) => tile!(3, 1),
+            (2, 4) => tile!(2, 4),
+            (2, 3) => tile!(2, 3),
+            (2, 2) => tile!(2, 2),
+            (2, _) => tile!(2, 1),
+            (_, 4) => tile!(1, 4),
+            (_, 3) => tile!(1, 3),
+            (_, 2) => tile!(1, 2),
+            (_, _) => tile!(1, 1),
+        }
+        j += jn;
+    }
+}
+
+/// One `JN x KN` register tile of [`param_grads_rows`]: rows `j..j + JN`, weight columns
+/// `k..k + 16 KN`, read from columns `kr..kr + 16 KN` of `rows`.
+#[inline(always)]
+fn grad_rows<
+    const I: usize,
+    const O: usize,
+    const W: usize,
+    R: Rule,
+    const JN: usize,
+    const KN: usize,
+>(
+    rows: &[[f32; W]],
+    kr: usize,
     dz: &[[Lane; O]],
     j: usize,
     k: usize,
@@ -1170,7 +1235,7 @@ fn grad_rows<const I: usize, const O: usize, R: Rule, const JN: usize, const KN:
     for (xb, db) in rows.chunks(LANES).zip(dz) {
         let d = &db[j..j + JN];
         for (row, l) in xb.iter().zip(0..LANES) {
-            let xr = &row[k..k + 16 * KN];
+            let xr = &row[kr..kr + 16 * KN];
             let xs: [Lane; KN] = core::array::from_fn(|v| lanes::load16(&xr[16 * v..16 * v + 16]));
             for (accj, dj) in acc.iter_mut().zip(d) {
                 let dv = lanes::splat(lanes::lane(dj, l));

@@ -81,6 +81,12 @@ pub(crate) const TILE_B: usize = if REG_LANES >= 32 {
 } else {
     1
 };
+/// The register tile of the weight gradients from rows (`dense::param_grads_rows`):
+/// `ROWS_R` weight rows by `ROWS_V` vectors of 16 columns; 8 x 2 with AVX-512 (a panel of
+/// half the columns of 4 x 4 stays in L1 beside the streaming `dz`), else the training tile.
+pub(crate) const ROWS_R: usize = if REG_LANES >= 32 { 8 } else { TILE_R };
+/// See [`ROWS_R`].
+pub(crate) const ROWS_V: usize = if REG_LANES >= 32 { 2 } else { TILE_B };
 /// Accumulators of one register tile: [`TILE_R`] x [`TILE_B`].
 pub(crate) const TILE_ACC: usize = TILE_R * TILE_B;
 
