@@ -273,7 +273,7 @@ fn peak(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(1));
     let iters = 10_000;
     g.throughput(Throughput::Elements(common::fma_chains_flop(iters)));
-    g.bench_function("fma_chains_f32x16", |b| {
+    g.bench_function("fma_chains", |b| {
         b.iter(|| common::fma_chains(black_box(iters)))
     });
     g.finish();

@@ -91,5 +91,5 @@ awk -F'\t' -v names="${names[*]}" '
         }
         printf "| FMA probe of the build'"'"'s own lanes (see below) |"
         for (i = 1; i <= nb; i++) printf " %.1f GFLOP/s |", median("peak", b[i])
-        printf "\n\nPercentages: of the native build'"'"'s FMA peak, %.1f GFLOP/s, measured in the same rounds; (N.Nx): time relative to native. The probe keeps 16 chains of 16-lane FMAs: in builds without AVX-512 they exceed the 16 vector registers and spill, and without FMA multiply and add are separate, so its figure there is the build'"'"'s, not the machine'"'"'s.\n", peak
+        printf "\n\nPercentages: of the native build'"'"'s FMA peak, %.1f GFLOP/s, measured in the same rounds; (N.Nx): time relative to native. The probe keeps each of its chains in one register of the build'"'"'s widest vector (zmm with AVX-512, ymm with AVX2, xmm otherwise); without FMA multiply and add are separate, so a baseline build'"'"'s figure is its own, not the machine'"'"'s.\n", peak
     }' "$out"

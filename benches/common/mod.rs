@@ -41,9 +41,9 @@ pub fn mlp_step_flop(i: usize, h: usize, o: usize, n: usize) -> u64 {
     ((4 * (i * h + h * o) + 2 * h * o) * n) as u64
 }
 
-/// The machine's FMA peak on one thread, in GFLOP/s: 16 independent chains of 16-lane FMAs
-/// (enough to cover 2 FMA pipes x 4 cycles latency, twice over), over `reps` runs of `iters`
-/// rounds: `(best, median)`. Compare medians with medians on a shared machine.
+/// The machine's FMA peak on one thread, in GFLOP/s: [`PEAK_CHAINS`] independent chains of
+/// [`PeakLane`] FMAs, over `reps` runs of `iters` rounds: `(best, median)`. Compare medians
+/// with medians on a shared machine.
 pub fn fma_peak_gflops(iters: usize, reps: usize) -> (f64, f64) {
     let mut v: Vec<f64> = (0..reps.max(1))
         .map(|_| {
@@ -58,20 +58,53 @@ pub fn fma_peak_gflops(iters: usize, reps: usize) -> (f64, f64) {
     (v[v.len() - 1], v[v.len() / 2])
 }
 
-/// FLOP of [`fma_chains`]: 16 chains x 16 lanes x 2 FLOP per round.
+// PERF: the probe must keep every chain in a register, or it measures spills, not the FMA
+// pipes: a first version kept 16 chains of `f32x16` everywhere, which is 32 `ymm` registers
+// in an AVX2 build (16 exist), and on a Zen 3 core (AVX2 only) it measured 31 GFLOP/s, so
+// that `perf_report` printed 784-256-10 at 179% of "the peak". So the probe uses the widest
+// vector the build has, and enough chains to cover the FMA latency on every FMA pipe (4
+// cycles x 2 pipes on Zen 3 and 4 and Intel's cores, x 4 pipes on Apple's and Neoverse
+// V-class cores) with room left for the two operands.
+/// The vector of the FMA peak probe: one register of the widest SIMD the build has.
+#[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+pub type PeakLane = wide::f32x16;
+/// The vector of the FMA peak probe: one register of the widest SIMD the build has.
+#[cfg(all(
+    target_arch = "x86_64",
+    target_feature = "avx",
+    not(target_feature = "avx512f")
+))]
+pub type PeakLane = wide::f32x8;
+/// The vector of the FMA peak probe: one register of the widest SIMD the build has.
+#[cfg(not(all(target_arch = "x86_64", target_feature = "avx")))]
+pub type PeakLane = wide::f32x4;
+
+/// Lanes of [`PeakLane`].
+pub const PEAK_LANES: usize = core::mem::size_of::<PeakLane>() / 4;
+
+/// Independent FMA chains of the probe: at most the vector registers less two (32 with
+/// AVX-512 and on aarch64, 16 otherwise).
+pub const PEAK_CHAINS: usize = if cfg!(target_arch = "aarch64") {
+    24
+} else if cfg!(all(target_arch = "x86_64", target_feature = "avx512f")) {
+    16
+} else {
+    12
+};
+
+/// FLOP of [`fma_chains`]: [`PEAK_CHAINS`] chains x [`PEAK_LANES`] lanes x 2 FLOP per round.
 pub fn fma_chains_flop(iters: usize) -> u64 {
-    (iters * 16 * 16 * 2) as u64
+    (iters * PEAK_CHAINS * PEAK_LANES * 2) as u64
 }
 
-/// `iters` rounds of 16 independent FMA chains on `f32x16` (the crate's lane type).
+/// `iters` rounds of [`PEAK_CHAINS`] independent FMA chains on [`PeakLane`].
 #[inline(never)]
 pub fn fma_chains(iters: usize) -> f32 {
-    use wide::f32x16;
-    let a = black_box(f32x16::splat(0.999_999));
-    let b = black_box(f32x16::splat(1e-7));
-    let mut acc = [f32x16::splat(1.0); 16];
+    let a = black_box(PeakLane::splat(0.999_999));
+    let b = black_box(PeakLane::splat(1e-7));
+    let mut acc = [PeakLane::splat(1.0); PEAK_CHAINS];
     for (i, v) in acc.iter_mut().enumerate() {
-        *v += f32x16::splat(i as f32);
+        *v += PeakLane::splat(i as f32);
     }
     for _ in 0..iters {
         for v in &mut acc {
