@@ -1080,15 +1080,30 @@ pub(crate) fn param_grads_tile<const I: usize, const O: usize, R: Rule>(
         }
         j += 4;
     }
-    // Biases, sixteen at a time: one add per output and block, one shared reduction.
+    // Biases, sixteen at a time: one add per output and block, one shared reduction. Where
+    // sixteen accumulators do not fit in the registers (`TILE_ACC < 16`: AVX2, NEON, SSE2)
+    // they are summed `TILE_ACC` at a time, a pass over the blocks each, as in
+    // `acc_passes`: the same additions in the same order, without a spill around each one.
     let mut j = 0;
     while j < O {
         let jn = (O - j).min(16);
         let mut acc = [lanes::zero(); 16];
-        for db in dz {
-            for (a, &d) in acc.iter_mut().zip(&db[j..j + jn]) {
-                *a += d;
+        let mut p = 0;
+        while p < jn {
+            let mut part = [lanes::zero(); lanes::TILE_ACC];
+            for db in dz {
+                for (i, a) in part.iter_mut().enumerate() {
+                    if p + i < jn {
+                        *a += db[j + p + i];
+                    }
+                }
             }
+            for (i, &a) in part.iter().enumerate() {
+                if p + i < jn {
+                    acc[p + i] = a;
+                }
+            }
+            p += lanes::TILE_ACC;
         }
         let s = lanes::to_array(lanes::sum16(&acc));
         for (jj, &g) in s.iter().enumerate().take(jn) {
