@@ -1084,11 +1084,20 @@ pub(crate) fn param_grads_tile<const I: usize, const O: usize, R: Rule>(
     // sixteen accumulators do not fit in the registers (`TILE_ACC < 16`: AVX2, NEON, SSE2)
     // they are summed `TILE_ACC` at a time, a pass over the blocks each, as in
     // `acc_passes`: the same additions in the same order, without a spill around each one.
+    // PERF: where one pass holds all sixteen (AVX-512, the narrow lane) the plain loop is
+    // kept: the passes' second array cost the Cortex-M4F program 840 bytes of peak stack.
     let mut j = 0;
     while j < O {
         let jn = (O - j).min(16);
         let mut acc = [lanes::zero(); 16];
-        let mut p = 0;
+        if lanes::TILE_ACC >= 16 {
+            for db in dz {
+                for (a, &d) in acc.iter_mut().zip(&db[j..j + jn]) {
+                    *a += d;
+                }
+            }
+        }
+        let mut p = if lanes::TILE_ACC >= 16 { jn } else { 0 };
         while p < jn {
             let mut part = [lanes::zero(); lanes::TILE_ACC];
             for db in dz {
