@@ -462,8 +462,22 @@ impl<const I: usize, const O: usize, A: Activation> Dense<I, O, A> {
     // PERF: four inputs at a time, for four independent FMA chains over `j`.
     #[inline]
     pub(crate) fn backward_input_block(&self, dz: &[Lane; O], dx: &mut [Lane; I]) {
+        self.backward_input_block_with(dz, dx, |d, _, g| *d = g);
+    }
+
+    /// [`Dense::backward_input_block`] with each result `g` for input `k` written by
+    /// `put(&mut dx[k], k, g)`, so that a caller that combines it with what `dx` held needs no
+    /// `[Lane; I]` temporary (2 KiB of a Cortex-M4F's stack for 32 inputs).
+    #[inline(always)]
+    pub(crate) fn backward_input_block_with(
+        &self,
+        dz: &[Lane; O],
+        dx: &mut [Lane; I],
+        mut put: impl FnMut(&mut Lane, usize, Lane),
+    ) {
         let mut k = 0;
-        while k + 4 <= I {
+        // One input at a time on the narrow lane (the smallest code; the same sums).
+        while !lanes::NARROW && k + 4 <= I {
             let mut a0 = lanes::zero();
             let mut a1 = lanes::zero();
             let mut a2 = lanes::zero();
@@ -474,10 +488,10 @@ impl<const I: usize, const O: usize, A: Activation> Dense<I, O, A> {
                 a2 = lanes::fma(lanes::splat(wj[k + 2]), d, a2);
                 a3 = lanes::fma(lanes::splat(wj[k + 3]), d, a3);
             }
-            dx[k] = a0;
-            dx[k + 1] = a1;
-            dx[k + 2] = a2;
-            dx[k + 3] = a3;
+            put(&mut dx[k], k, a0);
+            put(&mut dx[k + 1], k + 1, a1);
+            put(&mut dx[k + 2], k + 2, a2);
+            put(&mut dx[k + 3], k + 3, a3);
             k += 4;
         }
         while k < I {
@@ -485,7 +499,7 @@ impl<const I: usize, const O: usize, A: Activation> Dense<I, O, A> {
             for (wj, &d) in self.w.iter().zip(dz) {
                 a = lanes::fma(lanes::splat(wj[k]), d, a);
             }
-            dx[k] = a;
+            put(&mut dx[k], k, a);
             k += 1;
         }
     }
@@ -774,15 +788,13 @@ impl<const I: usize, const O: usize, A: Activation> Dense<I, O, A> {
             b += TILE_B;
         }
         while b < nb {
-            let mut g = [lanes::zero(); I];
-            self.backward_input_block(&dz[b], &mut g);
-            if PLAIN {
-                dx[b] = g;
-            } else {
-                for ((d, &y), g) in dx[b].iter_mut().zip(&ys[b]).zip(g) {
-                    *d = f(*d, y, g);
-                }
-            }
+            let y = if PLAIN { None } else { Some(&ys[b]) };
+            self.backward_input_block_with(&dz[b], &mut dx[b], |d, k, g| {
+                *d = match y {
+                    Some(y) => f(*d, y[k], g),
+                    None => g,
+                };
+            });
             b += 1;
         }
     }
