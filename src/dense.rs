@@ -1108,23 +1108,24 @@ pub(crate) fn param_grads_tile<const I: usize, const O: usize, R: Rule>(
                     *a += d;
                 }
             }
-        }
-        let mut p = if lanes::TILE_ACC >= 16 { jn } else { 0 };
-        while p < jn {
-            let mut part = [lanes::zero(); lanes::TILE_ACC];
-            for db in dz {
-                for (i, a) in part.iter_mut().enumerate() {
-                    if p + i < jn {
-                        *a += db[j + p + i];
+        } else {
+            let mut p = 0;
+            while p < jn {
+                let mut part = [lanes::zero(); lanes::TILE_ACC];
+                for db in dz {
+                    for (i, a) in part.iter_mut().enumerate() {
+                        if p + i < jn {
+                            *a += db[j + p + i];
+                        }
                     }
                 }
-            }
-            for (i, &a) in part.iter().enumerate() {
-                if p + i < jn {
-                    acc[p + i] = a;
+                for (i, &a) in part.iter().enumerate() {
+                    if p + i < jn {
+                        acc[p + i] = a;
+                    }
                 }
+                p += lanes::TILE_ACC;
             }
-            p += lanes::TILE_ACC;
         }
         let s = lanes::to_array(lanes::sum16(&acc));
         for (jj, &g) in s.iter().enumerate().take(jn) {
